@@ -1,0 +1,1 @@
+"""Model backends: the protocol in `base`, llama.cpp in `llama_cpp`."""

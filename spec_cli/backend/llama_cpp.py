@@ -1,0 +1,321 @@
+"""llama.cpp through llama-cpp-python's low-level ctypes API (the only `llama_cpp` importer).
+
+Verification reads logits straight from llama.cpp's output buffer as a numpy view; the
+high-level `Llama.eval` would copy every row into Python and cost speed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spec_cli.backend.base import Logits, VocabInfo
+from spec_cli.errors import ModelError, PromptError
+
+import llama_cpp as lc  # noqa: E402  (after the stdlib so --help never pays for it)
+
+_init_lock = threading.Lock()
+_initialised = False
+_VOCAB_KINDS = {0: "none", 1: "spm", 2: "bpe", 3: "wpm", 4: "ugm", 5: "rwkv", 6: "plamo2"}
+
+
+@lc.llama_log_callback  # type: ignore[misc]
+def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    # llama.cpp logs model loading at length on stderr; keep stderr for our own messages.
+    if os.environ.get("SPEC_LLAMA_LOG"):
+        os.write(2, text)
+
+
+def _ensure_backend() -> None:
+    global _initialised
+    with _init_lock:
+        if not _initialised:
+            lc.llama_log_set(_quiet_log, ctypes.c_void_p(0))
+            lc.llama_backend_init()
+            _initialised = True
+
+
+def physical_cores() -> int:
+    """Physical core count (llama.cpp's default thread count), falling back to logical."""
+    try:
+        seen = set()
+        phys = core = None
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, val = line.partition(":")
+            key = key.strip()
+            if key == "physical id":
+                phys = val.strip()
+            elif key == "core id":
+                core = val.strip()
+                seen.add((phys, core))
+        if seen:
+            return len(seen)
+    except OSError:
+        pass
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model: context size, threads and layers offloaded to the GPU."""
+
+    n_ctx: int = 4096
+    n_threads: int = 0  # 0: all physical cores
+    n_gpu_layers: int = 0
+    n_batch: int = 512
+
+
+def check_gguf(path: str) -> None:
+    """Fail with one clear line when `path` is not a readable GGUF file."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"model file not found: {path}")
+    if p.is_dir():
+        raise ModelError(f"{path} is a directory, not a GGUF model file")
+    try:
+        with p.open("rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise ModelError(f"cannot read model file {path}: {e.strerror}") from None
+    if magic != b"GGUF":
+        raise ModelError(f"{path} is not a GGUF model file (wrong magic bytes)")
+
+
+class LlamaCppBackend:
+    """One llama.cpp model + context, holding a single sequence (seq 0)."""
+
+    def __init__(self, path: str, options: LoadOptions = LoadOptions()) -> None:
+        check_gguf(path)
+        _ensure_backend()
+        self.path = path
+        mparams = lc.llama_model_default_params()
+        mparams.n_gpu_layers = options.n_gpu_layers
+        self._model = lc.llama_model_load_from_file(path.encode(), mparams)
+        if not self._model:
+            raise ModelError(f"llama.cpp could not load {path}: the file is corrupt or unsupported")
+        self._vocab = lc.llama_model_get_vocab(self._model)
+        self.n_vocab = int(lc.llama_vocab_n_tokens(self._vocab))
+        n_ctx_train = int(lc.llama_model_n_ctx_train(self._model))
+        n_ctx = options.n_ctx if options.n_ctx > 0 else n_ctx_train
+        self.threads = options.n_threads or physical_cores()
+        self.n_gpu_layers = options.n_gpu_layers
+        cparams = lc.llama_context_default_params()
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = min(options.n_batch, n_ctx)
+        cparams.n_ubatch = min(options.n_batch, n_ctx)
+        cparams.n_seq_max = 1
+        cparams.n_threads = self.threads
+        cparams.n_threads_batch = self.threads
+        cparams.no_perf = True
+        self._ctx = lc.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            lc.llama_model_free(self._model)
+            raise ModelError(
+                f"llama.cpp could not create a context of {n_ctx} tokens for {path}: "
+                "try a smaller --ctx-size"
+            )
+        self.n_ctx = int(lc.llama_n_ctx(self._ctx))
+        self.n_batch = int(cparams.n_batch)
+        self._mem = lc.llama_get_memory(self._ctx)
+        self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
+        self._cached: list[int] = []
+        self._pieces: dict[int, bytes] = {}
+        self._add_bos = bool(lc.llama_vocab_get_add_bos(self._vocab))
+        self._closed = False
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    @property
+    def cached(self) -> Sequence[int]:
+        return self._cached
+
+    def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 8
+        buf = (lc.llama_token * cap)()
+        n = lc.llama_tokenize(self._vocab, data, len(data), buf, cap, add_bos, special)
+        if n < 0:
+            cap = -n
+            buf = (lc.llama_token * cap)()
+            n = lc.llama_tokenize(self._vocab, data, len(data), buf, cap, add_bos, special)
+        return list(buf[:n])
+
+    def token_bytes(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            buf = ctypes.create_string_buffer(64)
+            n = lc.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = lc.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
+            piece = buf.raw[:n]
+            self._pieces[token] = piece
+        return piece
+
+    def is_eog(self, token: int) -> bool:
+        return bool(lc.llama_vocab_is_eog(self._vocab, token))
+
+    @property
+    def add_bos(self) -> bool:
+        return self._add_bos
+
+    # -- evaluation -----------------------------------------------------------------------
+
+    def eval(self, tokens: Sequence[int], n_logits: int = 1) -> Logits:
+        n = len(tokens)
+        if n == 0:
+            raise ValueError("eval needs at least one token")
+        if len(self._cached) + n > self.n_ctx:
+            raise PromptError(
+                f"the context of {self.n_ctx} tokens is full: raise --ctx-size or shorten the input"
+            )
+        if n_logits > min(n, self.n_batch):
+            raise ValueError("n_logits exceeds the tokens of one batch")
+        if n > self.n_batch and n_logits > 0:
+            # Keep every requested row in the last llama_decode call.
+            self.eval(tokens[: n - n_logits], 0)
+            return self.eval(tokens[n - n_logits :], n_logits)
+        # Drop anything an interrupted call may have left beyond what we track.
+        lc.llama_memory_seq_rm(self._mem, 0, len(self._cached), -1)
+        batch = self._batch
+        start = 0
+        while start < n:
+            chunk = min(self.n_batch, n - start)
+            pos0 = len(self._cached)
+            for i in range(chunk):
+                j = start + i
+                batch.token[i] = tokens[j]
+                batch.pos[i] = pos0 + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = j >= n - n_logits
+            batch.n_tokens = chunk
+            rc = lc.llama_decode(self._ctx, batch)
+            if rc != 0:
+                # Leave the cache as it was before this chunk.
+                lc.llama_memory_seq_rm(self._mem, 0, pos0, -1)
+                raise RuntimeError(f"llama_decode failed with code {rc}")
+            self._cached.extend(tokens[start : start + chunk])
+            start += chunk
+        if n_logits == 0:
+            return np.empty((0, self.n_vocab), dtype=np.float32)
+        ptr = lc.llama_get_logits(self._ctx)
+        return np.ctypeslib.as_array(ptr, shape=(n_logits, self.n_vocab))
+
+    def truncate(self, n: int) -> None:
+        if n < len(self._cached):
+            lc.llama_memory_seq_rm(self._mem, 0, n, -1)
+            del self._cached[n:]
+
+    def reset(self) -> None:
+        lc.llama_memory_clear(self._mem, True)
+        self._cached.clear()
+
+    # -- metadata -------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(4096)
+        n = lc.llama_model_meta_val_str(self._model, key.encode(), buf, 4096)
+        if n < 0:
+            return None
+        if n >= 4096:
+            buf = ctypes.create_string_buffer(n + 1)
+            lc.llama_model_meta_val_str(self._model, key.encode(), buf, n + 1)
+        return buf.value.decode("utf-8", errors="replace")
+
+    def chat_template(self) -> str | None:
+        tmpl = lc.llama_model_chat_template(self._model, None)
+        return tmpl.decode("utf-8", errors="replace") if tmpl else None
+
+    def token_text(self, token: int) -> str:
+        raw = lc.llama_vocab_get_text(self._vocab, token)
+        return raw.decode("utf-8", errors="replace") if raw else ""
+
+    def special_tokens(self) -> dict[str, int]:
+        return {
+            "bos": int(lc.llama_vocab_bos(self._vocab)),
+            "eos": int(lc.llama_vocab_eos(self._vocab)),
+        }
+
+    def vocab_info(self) -> VocabInfo:
+        h = hashlib.sha256()
+        eog = []
+        for t in range(self.n_vocab):
+            raw = lc.llama_vocab_get_text(self._vocab, t) or b""
+            attr = int(lc.llama_vocab_get_attr(self._vocab, t))
+            h.update(raw + b"\x00" + attr.to_bytes(4, "little", signed=True))
+            if lc.llama_vocab_is_eog(self._vocab, t):
+                eog.append(t)
+        specials = self.special_tokens()
+        return VocabInfo(
+            kind=_VOCAB_KINDS.get(int(lc.llama_vocab_type(self._vocab)), "unknown"),
+            size=self.n_vocab,
+            bos=specials["bos"],
+            eos=specials["eos"],
+            eog=frozenset(eog),
+            text_digest=h.hexdigest(),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        buf = ctypes.create_string_buffer(256)
+        lc.llama_model_desc(self._model, buf, 256)
+        return {
+            "description": buf.value.decode(errors="replace"),
+            "parameters": int(lc.llama_model_n_params(self._model)),
+            "size_bytes": int(lc.llama_model_size(self._model)),
+            "context_length": int(lc.llama_model_n_ctx_train(self._model)),
+        }
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        lc.llama_batch_free(self._batch)
+        lc.llama_free(self._ctx)
+        lc.llama_model_free(self._model)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def llama_cpp_version() -> str:
+    """Version of the llama-cpp-python bindings (and so of the bundled llama.cpp)."""
+    return str(getattr(lc, "__version__", "unknown"))
+
+
+def system_info() -> str:
+    _ensure_backend()
+    return lc.llama_print_system_info().decode(errors="replace").strip()
+
+
+def supports_gpu_offload() -> bool:
+    return bool(lc.llama_supports_gpu_offload())
+
+
+FTYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18}
+
+
+def quantize(src: str, dst: str, kind: str, threads: int = 0) -> None:
+    """Write `src` re-quantized as `kind` (see FTYPES) to `dst` with llama.cpp's quantizer."""
+    check_gguf(src)
+    if kind not in FTYPES:
+        raise ModelError(f"unknown quantization type {kind!r}: use one of {', '.join(FTYPES)}")
+    _ensure_backend()
+    params = lc.llama_model_quantize_default_params()
+    params.ftype = FTYPES[kind]
+    params.allow_requantize = True
+    params.nthread = threads or physical_cores()
+    rc = lc.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params))
+    if rc != 0:
+        raise ModelError(f"quantizing {src} to {kind} failed (llama.cpp code {rc})")

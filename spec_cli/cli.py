@@ -1,0 +1,83 @@
+"""The `spec` command line: options in, exit codes out. No maths here."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from spec_cli.commands.run import run
+
+app = typer.Typer(
+    name="spec",
+    help="Faster local LLM decoding with speculative execution (llama.cpp, GGUF).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command()(run)
+
+
+@app.callback()
+def _root() -> None:
+    """Faster local LLM decoding with speculative execution (llama.cpp, GGUF)."""
+
+
+def _click_exceptions() -> tuple[type[BaseException], type[BaseException]]:
+    """(ClickException, Abort) from the click that Typer uses (newer Typers vendor it)."""
+    try:
+        from typer._click import exceptions as ex  # type: ignore[import-not-found]
+    except ImportError:
+        from click import exceptions as ex
+    return ex.ClickException, typer.Abort
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"spec: error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def _quiet_broken_pipe() -> None:
+    # The reader went away (`spec run p | head`): stop quietly, and keep Python's final
+    # flush from raising again on the dead stdout.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(0)
+
+
+def main() -> None:
+    """Entry point: expected errors print one line; tracebacks only with SPEC_DEBUG=1."""
+    from spec_cli.errors import SpecError
+
+    click_exception, abort = _click_exceptions()
+
+    debug = bool(os.environ.get("SPEC_DEBUG"))
+    try:
+        rv = app(standalone_mode=False)
+    except SpecError as e:
+        if debug:
+            raise
+        _fail(str(e), e.exit_code)
+    except abort:
+        sys.stderr.write("\n")
+        sys.exit(130)
+    except click_exception as e:
+        e.show()  # type: ignore[attr-defined]
+        sys.exit(e.exit_code)  # type: ignore[attr-defined]
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        sys.exit(130)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    except Exception as e:  # noqa: BLE001
+        if debug:
+            raise
+        _fail(f"{type(e).__name__}: {e} (set SPEC_DEBUG=1 for a traceback)", 1)
+    if isinstance(rv, int) and rv:
+        sys.exit(rv)

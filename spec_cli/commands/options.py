@@ -1,0 +1,54 @@
+"""Option declarations shared by `run`, `chat` and `bench` (types only, no logic)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+Model = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Target GGUF: a path, a preset name or hf:OWNER/REPO/FILE."),
+]
+DraftModel = Annotated[
+    str | None,
+    typer.Option("--draft", "-d", help="Draft GGUF with the same vocabulary as the target."),
+]
+DrafterName = Annotated[
+    str,
+    typer.Option(
+        "--drafter", help="auto, none (plain decoding), prompt-lookup, ngram or model."
+    ),
+]
+DraftMax = Annotated[int, typer.Option("--draft-max", min=0, max=64, help="Longest draft.")]
+MaxTokens = Annotated[
+    int, typer.Option("--max-tokens", "-n", min=1, help="Stop after this many new tokens.")
+]
+Temperature = Annotated[
+    float,
+    typer.Option("--temperature", "-t", min=0.0, help="0 is greedy; > 0 samples (lossless)."),
+]
+TopK = Annotated[int, typer.Option("--top-k", min=0, help="Keep the k likeliest tokens (0: off).")]
+TopP = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus mass (1: off).")]
+MinP = Annotated[
+    float, typer.Option("--min-p", min=0.0, max=1.0, help="Drop tokens below min-p x top prob.")
+]
+Seed = Annotated[int | None, typer.Option("--seed", help="Seed for repeatable sampling.")]
+CtxSize = Annotated[int, typer.Option("--ctx-size", "-c", min=0, help="Context tokens (0: model's).")]
+Threads = Annotated[
+    int, typer.Option("--threads", min=0, help="CPU threads (0: all physical cores).")
+]
+GpuLayers = Annotated[
+    int,
+    typer.Option(
+        "--gpu-layers", "-ngl", min=-1,
+        help="Target layers to offload to the GPU (-1: all; needs a Metal/CUDA build).",
+    ),
+]
+DraftGpuLayers = Annotated[
+    int, typer.Option("--draft-gpu-layers", min=-1, help="Draft-model layers on the GPU.")
+]
+NgramCache = Annotated[
+    str | None,
+    typer.Option("--ngram-cache", help="Static n-gram cache from `spec ngram build`."),
+]

@@ -1,0 +1,106 @@
+"""`spec run`: generate from a prompt file or stdin; text on stdout, the rest on stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from spec_cli.commands import options as o
+
+ColorChoice = Annotated[
+    str, typer.Option("--color", help="auto (colours on a terminal), always or never.")
+]
+
+
+def run(
+    prompt_file: Annotated[
+        str | None, typer.Argument(help="Prompt text file, or - for stdin.", show_default=False)
+    ] = None,
+    model: o.Model = None,
+    draft: o.DraftModel = None,
+    drafter: o.DrafterName = "auto",
+    draft_max: o.DraftMax = 16,
+    max_tokens: o.MaxTokens = 256,
+    temperature: o.Temperature = 0.0,
+    top_k: o.TopK = 0,
+    top_p: o.TopP = 1.0,
+    min_p: o.MinP = 0.0,
+    seed: o.Seed = None,
+    raw: Annotated[bool, typer.Option("--raw", help="Skip the chat template.")] = False,
+    system: Annotated[
+        str | None, typer.Option("--system", help="System prompt (chat template only).")
+    ] = None,
+    stop: Annotated[
+        list[str] | None, typer.Option("--stop", help="Stop at this text (repeatable).")
+    ] = None,
+    color: ColorChoice = "auto",
+    stats: Annotated[bool, typer.Option("--stats", help="Print statistics on stderr.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout at the end.")
+    ] = False,
+    ctx_size: o.CtxSize = 4096,
+    threads: o.Threads = 0,
+    gpu_layers: o.GpuLayers = 0,
+    draft_gpu_layers: o.DraftGpuLayers = 0,
+    ngram_cache: o.NgramCache = None,
+) -> None:
+    """Generate a continuation of PROMPT_FILE (or stdin) with speculative decoding."""
+    import numpy as np
+
+    from spec_cli.engine import GenerationConfig
+    from spec_cli.errors import UsageError
+    from spec_cli.prompts import read_prompt
+    from spec_cli.render.output import finish_report, make_renderer
+    from spec_cli.result import consume
+    from spec_cli.sampling import SamplingParams
+    from spec_cli.session import ModelOptions, open_session
+    from spec_cli.signals import sigterm_as_interrupt
+    from spec_cli.stats import GenerationStats
+
+    started = time.perf_counter()
+    if color not in ("auto", "always", "never"):
+        raise UsageError(f"--color must be auto, always or never, not {color!r}")
+    sampling = SamplingParams(temperature, top_k, top_p, min_p)
+    try:
+        sampling.validate()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    text = read_prompt(prompt_file)
+    opts = ModelOptions(model, draft, ctx_size, threads, gpu_layers, draft_gpu_layers)
+    with sigterm_as_interrupt(), open_session(opts) as session:
+        if raw or not session.has_chat_template():
+            prompt = session.raw_prompt(text)
+        else:
+            messages = [{"role": "system", "content": system}] if system else []
+            messages.append({"role": "user", "content": text})
+            prompt = session.chat_prompt(messages)
+        active = session.make_drafter(drafter, ngram_cache=ngram_cache)
+        gen_stats = GenerationStats()
+        renderer = make_renderer(color, json_out)
+        events = session.stream(
+            prompt,
+            active,
+            GenerationConfig(max_tokens, sampling, draft_max),
+            np.random.default_rng(seed),
+            gen_stats,
+            stop or (),
+        )
+        result = consume(events, renderer.handle if renderer else None)
+        if renderer:
+            renderer.close()
+        active.close()
+        gen_stats.wall_seconds = time.perf_counter() - started
+        finish_report(
+            result,
+            gen_stats,
+            model=session.model_path,
+            draft_model=session.draft_path,
+            drafter=drafter,
+            json_out=json_out,
+            show_stats=stats,
+        )
+    if result.finish_reason == "interrupted":
+        sys.exit(130)

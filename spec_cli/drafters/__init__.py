@@ -1,0 +1,1 @@
+"""Drafters propose continuations; the engine verifies them against the target."""

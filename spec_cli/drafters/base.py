@@ -1,0 +1,83 @@
+"""The drafter protocol: propose tokens after a context, learn from the verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from spec_cli.sampling import SamplingParams
+
+
+@dataclass
+class Draft:
+    """Proposed tokens.
+
+    `probs[i]` is the distribution q the token was sampled from, or None when the drafter
+    is deterministic (q one-hot). `confidence[i]` is the drafter's own estimate that token
+    i is right given the ones before it; cost-aware length choice uses it.
+    """
+
+    tokens: list[int] = field(default_factory=list)
+    probs: list[npt.NDArray[np.float64] | None] = field(default_factory=list)
+    confidence: list[float] = field(default_factory=list)
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def truncated(self, n: int) -> Draft:
+        return Draft(self.tokens[:n], self.probs[:n], self.confidence[:n], self.source)
+
+
+class Drafter(Protocol):
+    """Anything that can guess the next tokens of a token sequence."""
+
+    name: str
+
+    def begin(self, context: Sequence[int]) -> None:
+        """A generation starts from `context` (prompt tokens)."""
+        ...
+
+    def draft(
+        self,
+        context: Sequence[int],
+        max_len: int,
+        sampling: SamplingParams,
+        rng: np.random.Generator,
+    ) -> Draft:
+        """Propose up to `max_len` tokens that follow `context`."""
+        ...
+
+    def feedback(self, context: Sequence[int], draft: Draft, accepted: int) -> None:
+        """After verification: `context` now ends with the accepted drafts and one target token."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class NoDrafter:
+    """Drafts nothing: plain autoregressive decoding through the speculative loop."""
+
+    name = "none"
+
+    def begin(self, context: Sequence[int]) -> None:
+        pass
+
+    def draft(
+        self,
+        context: Sequence[int],
+        max_len: int,
+        sampling: SamplingParams,
+        rng: np.random.Generator,
+    ) -> Draft:
+        return Draft(source=self.name)
+
+    def feedback(self, context: Sequence[int], draft: Draft, accepted: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,73 @@
+"""Independent drafting with a smaller model that shares the target's vocabulary."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from spec_cli.backend.base import Backend, sync_cache
+from spec_cli.drafters.base import Draft
+from spec_cli.sampling import SamplingParams, probabilities, sample
+
+
+def top_probability(logits: np.ndarray) -> tuple[int, float]:
+    """Argmax token and its softmax probability (temperature 1)."""
+    tok = int(np.argmax(logits))
+    z = np.exp(logits.astype(np.float64) - float(logits[tok]))
+    return tok, float(1.0 / z.sum())
+
+
+class ModelDrafter:
+    """Drafts by running the draft model autoregressively.
+
+    Its cache follows the accepted text: before each draft it is synced to the context,
+    which rolls back rejected drafts and evaluates only the new tokens. With temperature
+    > 0 drafts are sampled from q (returned for rejection sampling). Drafting stops early
+    when the draft's own probability for its token falls below `p_min`.
+    """
+
+    name = "model"
+
+    def __init__(self, backend: Backend, p_min: float = 0.0) -> None:
+        self.backend = backend
+        self.p_min = p_min
+
+    def begin(self, context: Sequence[int]) -> None:
+        pass
+
+    def draft(
+        self,
+        context: Sequence[int],
+        max_len: int,
+        sampling: SamplingParams,
+        rng: np.random.Generator,
+    ) -> Draft:
+        out = Draft(source=self.name)
+        if max_len <= 0 or len(context) + max_len > self.backend.n_ctx:
+            return out
+        logits = sync_cache(self.backend, context, n_logits=1)
+        assert logits is not None
+        row = logits[0]
+        for i in range(max_len):
+            if sampling.greedy:
+                tok, conf = top_probability(row)
+                q = None
+            else:
+                q = probabilities(row, sampling)
+                tok = sample(q, rng)
+                conf = float(q[tok])
+            if conf < self.p_min and i > 0:
+                break
+            out.tokens.append(tok)
+            out.probs.append(q)
+            out.confidence.append(conf)
+            if i + 1 < max_len:
+                row = self.backend.eval([tok], 1)[0]
+        return out
+
+    def feedback(self, context: Sequence[int], draft: Draft, accepted: int) -> None:
+        pass
+
+    def close(self) -> None:
+        self.backend.close()

@@ -1,0 +1,135 @@
+"""The speculative loop: draft -> verify in one target call -> accept -> roll back.
+
+Token ids only; text is the job of `textstream`. Invariant between steps: the target's
+cache holds every context token except the last one, which is evaluated together with
+the next draft. So every step costs exactly one target call and yields at least one
+token, and `--drafter none` is plain decoding through the same code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from spec_cli.backend.base import Backend, sync_cache
+from spec_cli.drafters.base import Draft, Drafter
+from spec_cli.errors import PromptError
+from spec_cli.events import Event, FinishEvent, Origin, RejectedEvent, StepEvent, TokenEvent
+from spec_cli.sampling import SamplingParams, probabilities
+from spec_cli.stats import GenerationStats
+from spec_cli.verify import verify_greedy, verify_sampled
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Per-generation settings."""
+
+    max_tokens: int = 256
+    sampling: SamplingParams = SamplingParams()
+    draft_max: int = 16
+
+
+def check_fits(target: Backend, prompt: Sequence[int]) -> None:
+    """Refuse prompts that leave no room to generate in the context."""
+    if not prompt:
+        raise PromptError("the prompt is empty: give some text to continue")
+    if len(prompt) >= target.n_ctx:
+        raise PromptError(
+            f"the prompt is {len(prompt)} tokens but the context holds {target.n_ctx}: "
+            "shorten the prompt or raise --ctx-size"
+        )
+
+
+def generate(
+    target: Backend,
+    drafter: Drafter,
+    prompt: Sequence[int],
+    config: GenerationConfig,
+    rng: np.random.Generator,
+    stats: GenerationStats | None = None,
+) -> Iterator[Event]:
+    """Yield token, rejection and step events, then one FinishEvent.
+
+    The consumer may stop iterating at any point (stop strings, Ctrl-C): the target
+    cache is then still consistent with the tokens yielded so far.
+    """
+    check_fits(target, prompt)
+    stats = stats if stats is not None else GenerationStats()
+    stats.prompt_tokens = len(prompt)
+    t0 = time.perf_counter()
+    sync_cache(target, prompt[:-1])
+    stats.prefill_seconds = time.perf_counter() - t0
+    context = list(prompt)
+    drafter.begin(context)
+    out: list[int] = []
+    sampling = config.sampling
+    decode_start = time.perf_counter()
+    reason = "length"
+    try:
+        while True:
+            budget = config.max_tokens - len(out)
+            room = target.n_ctx - len(context)  # cache slots left for this step's batch
+            if budget <= 0 or room <= 0:
+                reason = "length"
+                break
+            k_max = min(config.draft_max, budget - 1, room - 1)
+            ts = time.perf_counter()
+            draft = drafter.draft(context, k_max, sampling, rng) if k_max > 0 else Draft()
+            if len(draft) > k_max:
+                draft = draft.truncated(k_max)
+            tv = time.perf_counter()
+            n_acc, nxt = _verify(target, context[-1], draft, sampling, rng)
+            target.truncate(len(context) + n_acc)
+            te = time.perf_counter()
+            step = StepEvent(draft.source or drafter.name, len(draft), n_acc, tv - ts, te - tv)
+            stats.record_step(step)
+
+            emitted = [*draft.tokens[:n_acc], nxt]
+            context.extend(emitted)
+            drafter.feedback(context, draft, n_acc)
+            last_origin = (
+                Origin.TARGET
+                if not draft.tokens
+                else Origin.BONUS
+                if n_acc == len(draft)
+                else Origin.CORRECTION
+            )
+            finished = False
+            for i, tok in enumerate(emitted):
+                if target.is_eog(tok):
+                    finished = True
+                    break
+                if i == n_acc and n_acc < len(draft):
+                    # Shown between the accepted drafts and the target's correction.
+                    yield RejectedEvent(tuple(draft.tokens[n_acc:]), step.drafter)
+                out.append(tok)
+                stats.generated_tokens += 1
+                stats.decode_seconds = time.perf_counter() - decode_start
+                yield TokenEvent(tok, Origin.DRAFT if i < n_acc else last_origin)
+            yield step
+            if finished:
+                reason = "stop"
+                break
+    finally:
+        stats.decode_seconds = time.perf_counter() - decode_start
+    yield FinishEvent(reason, tuple(out))
+
+
+def _verify(
+    target: Backend,
+    last: int,
+    draft: Draft,
+    sampling: SamplingParams,
+    rng: np.random.Generator,
+) -> tuple[int, int]:
+    """Evaluate `last` plus the draft in one call and decide how much of it stands."""
+    batch = [last, *draft.tokens]
+    logits = target.eval(batch, len(batch))
+    if sampling.greedy:
+        return verify_greedy(draft.tokens, logits.argmax(axis=1).tolist())
+    p_rows = [probabilities(row, sampling) for row in logits]
+    q_rows = draft.probs if len(draft.probs) == len(draft.tokens) else [None] * len(draft)
+    return verify_sampled(draft.tokens, q_rows, p_rows, rng)

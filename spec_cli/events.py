@@ -1,0 +1,59 @@
+"""Events the engine yields; renderers and collectors consume them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Origin(str, Enum):
+    """Where an emitted token came from."""
+
+    TARGET = "target"  # plain target step: nothing was drafted at this position
+    DRAFT = "draft"  # a drafted token the target accepted
+    CORRECTION = "correction"  # the target's own token replacing a rejected draft
+    BONUS = "bonus"  # the extra target token after a fully accepted draft
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One emitted token (`text` is filled in by the text layer, empty at engine level)."""
+
+    token: int
+    origin: Origin
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class RejectedEvent:
+    """Draft tokens the target refused; shown briefly by live renderers."""
+
+    tokens: tuple[int, ...]
+    drafter: str
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """One draft-verify step, emitted after its tokens."""
+
+    drafter: str
+    drafted: int
+    accepted: int
+    draft_seconds: float
+    verify_seconds: float
+
+
+@dataclass(frozen=True)
+class FinishEvent:
+    """Generation ended; `reason` is stop, length or interrupted.
+
+    `tail` is text the text layer still held back (a partial stop string) at the end.
+    """
+
+    reason: str
+    tokens: tuple[int, ...] = field(default_factory=tuple)
+    tail: str = ""
+
+
+Event = TokenEvent | RejectedEvent | StepEvent | FinishEvent

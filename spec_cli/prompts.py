@@ -1,0 +1,42 @@
+"""Reading prompt text from files or stdin, with clear errors for bad input."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from spec_cli.errors import PromptError
+
+
+def decode_prompt(data: bytes, where: str) -> str:
+    """UTF-8 text of a prompt; binary or non-UTF-8 input and empty prompts are refused."""
+    if b"\x00" in data:
+        raise PromptError(f"{where} looks binary (it contains NUL bytes): give a text file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise PromptError(
+            f"{where} is not UTF-8 text (bad byte at offset {e.start}): convert it, "
+            "e.g. with `iconv -t utf-8`"
+        ) from None
+    if not text.strip():
+        raise PromptError(f"{where} is empty: give some text to continue")
+    return text
+
+
+def read_prompt(path: str | None) -> str:
+    """The prompt from PATH, or from stdin for `-` (or no path with piped input)."""
+    if path is None or path == "-":
+        if path is None and sys.stdin.isatty():
+            raise PromptError("no prompt: give a PROMPT_FILE, or pipe text in with `-`")
+        return decode_prompt(sys.stdin.buffer.read(), "standard input")
+    p = Path(path)
+    if not p.exists():
+        raise PromptError(f"prompt file not found: {path}")
+    if p.is_dir():
+        raise PromptError(f"{path} is a directory, not a prompt file")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise PromptError(f"cannot read prompt file {path}: {e.strerror}") from None
+    return decode_prompt(data, path)

@@ -1,0 +1,45 @@
+"""Drive an event stream to its end, collecting the text and tokens it produced."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from spec_cli.events import Event, FinishEvent, TokenEvent
+
+
+@dataclass
+class Result:
+    """What one generation produced."""
+
+    text: str = ""
+    tokens: list[int] = field(default_factory=list)
+    finish_reason: str = "interrupted"
+
+
+def consume(events: Iterator[Event], handle: Callable[[Event], None] | None = None) -> Result:
+    """Feed every event to `handle` and collect the result.
+
+    Ctrl-C (KeyboardInterrupt) ends the stream cleanly: the result keeps what was generated
+    and its finish reason is "interrupted".
+    """
+    parts: list[str] = []
+    result = Result()
+    try:
+        for event in events:
+            if handle is not None:
+                handle(event)
+            if isinstance(event, TokenEvent):
+                parts.append(event.text)
+                if event.token >= 0:
+                    result.tokens.append(event.token)
+            elif isinstance(event, FinishEvent):
+                parts.append(event.tail)
+                result.finish_reason = event.reason
+    except KeyboardInterrupt:
+        result.finish_reason = "interrupted"
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+    result.text = "".join(parts)
+    return result

@@ -1,0 +1,150 @@
+"""Build a ready engine (target, draft backend, drafter) from options: the one place
+commands get one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from spec_cli import hub
+from spec_cli.chat_template import render
+from spec_cli.compat import incompatibility
+from spec_cli.drafters.base import Drafter, NoDrafter
+from spec_cli.engine import GenerationConfig, generate
+from spec_cli.errors import IncompatibleDraftError, UsageError
+from spec_cli.events import Event
+from spec_cli.stats import GenerationStats
+from spec_cli.textstream import stream_text
+
+if TYPE_CHECKING:
+    from spec_cli.backend.llama_cpp import LlamaCppBackend
+
+DRAFTERS = ("auto", "none", "prompt-lookup", "ngram", "model")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which models to load and how."""
+
+    model: str | None = None
+    draft: str | None = None
+    ctx_size: int = 4096
+    threads: int = 0
+    gpu_layers: int = 0
+    draft_gpu_layers: int = 0
+
+
+class Session:
+    """A loaded target (and optional draft model) with helpers to prompt and generate."""
+
+    def __init__(self, target: LlamaCppBackend, draft: LlamaCppBackend | None = None) -> None:
+        self.target = target
+        self.draft = draft
+
+    @property
+    def model_path(self) -> str:
+        return self.target.path
+
+    @property
+    def draft_path(self) -> str | None:
+        return self.draft.path if self.draft else None
+
+    def make_drafter(self, name: str, ngram_cache: str | None = None) -> Drafter:
+        """A fresh drafter by name; `model` needs a draft model."""
+        from spec_cli.drafters.model import ModelDrafter
+        from spec_cli.drafters.prompt_lookup import PromptLookupDrafter
+
+        if name == "none":
+            return NoDrafter()
+        if name == "prompt-lookup":
+            return PromptLookupDrafter()
+        if name == "model":
+            if self.draft is None:
+                raise UsageError("--drafter model needs a draft model: pass --draft PATH")
+            return ModelDrafter(self.draft)
+        if name == "auto":
+            if self.draft is not None:
+                return ModelDrafter(self.draft)
+            return PromptLookupDrafter()
+        raise UsageError(f"unknown drafter {name!r}: choose one of {', '.join(DRAFTERS)}")
+
+    def has_chat_template(self) -> bool:
+        return self.target.chat_template() is not None
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
+        """Tokens of a conversation rendered with the model's template, ready to answer."""
+        template = self.target.chat_template()
+        if template is None:
+            raise UsageError(
+                f"{self.model_path} has no chat template: use --raw to send the text as is"
+            )
+        specials = self.target.special_tokens()
+        bos = self.target.token_text(specials["bos"]) if specials["bos"] >= 0 else ""
+        eos = self.target.token_text(specials["eos"]) if specials["eos"] >= 0 else ""
+        text = render(template, messages, bos_token=bos, eos_token=eos)
+        add_bos = self.target.add_bos and not (bos and text.startswith(bos))
+        return self.target.tokenize(text, add_bos=add_bos, special=True)
+
+    def raw_prompt(self, text: str) -> list[int]:
+        return self.target.tokenize(text, add_bos=self.target.add_bos, special=True)
+
+    def stream(
+        self,
+        prompt: Sequence[int],
+        drafter: Drafter,
+        config: GenerationConfig,
+        rng: np.random.Generator,
+        stats: GenerationStats,
+        stops: Sequence[str] = (),
+    ) -> Iterator[Event]:
+        """Text-level events for one generation."""
+        return stream_text(
+            generate(self.target, drafter, prompt, config, rng, stats),
+            self.target.token_bytes,
+            stops,
+        )
+
+    def close(self) -> None:
+        if self.draft is not None:
+            self.draft.close()
+        self.target.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_session(options: ModelOptions) -> Session:
+    """Resolve and load the target and, if given, the draft model (checked compatible)."""
+    from spec_cli.backend.llama_cpp import LlamaCppBackend, LoadOptions
+
+    target_path = hub.resolve(options.model)
+    draft_path = hub.resolve(options.draft) if options.draft else None
+    target = LlamaCppBackend(
+        target_path,
+        LoadOptions(options.ctx_size, options.threads, options.gpu_layers),
+    )
+    if draft_path is None:
+        return Session(target)
+    try:
+        draft = LlamaCppBackend(
+            draft_path,
+            LoadOptions(target.n_ctx, options.threads, options.draft_gpu_layers),
+        )
+    except Exception:
+        target.close()
+        raise
+    reason = incompatibility(target.vocab_info(), draft.vocab_info())
+    if reason is not None:
+        draft.close()
+        target.close()
+        raise IncompatibleDraftError(
+            f"draft model {draft_path} cannot draft for {target_path}: {reason}; "
+            "pick a draft from the same model family (same tokenizer)"
+        )
+    return Session(target, draft)

@@ -1,0 +1,68 @@
+"""Pure numpy verification of a drafted chain against the target's distributions.
+
+Both functions return `(n_accepted, next_token)`: the first `n_accepted` draft tokens are
+kept, and `next_token` is the target's own token at the first rejection (a correction) or,
+when every draft passed, the bonus token sampled from the last row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from spec_cli.sampling import sample
+
+Probs = npt.NDArray[np.float64]
+
+
+def verify_greedy(draft: Sequence[int], target_argmax: Sequence[int]) -> tuple[int, int]:
+    """Exact-match acceptance: keep drafts while they equal the target's argmax.
+
+    `target_argmax` has one entry per draft position plus one for the bonus position.
+    """
+    if len(target_argmax) != len(draft) + 1:
+        raise ValueError("need one target row per draft token plus one")
+    n = 0
+    while n < len(draft) and draft[n] == target_argmax[n]:
+        n += 1
+    return n, int(target_argmax[n])
+
+
+def residual(p: Probs, q: Probs) -> Probs:
+    """Normalized (p - q)+; falls back to p when q covers p everywhere (p == q)."""
+    r = np.maximum(p - q, 0.0)
+    total = r.sum()
+    if total <= 0.0:
+        return p
+    return r / total
+
+
+def verify_sampled(
+    draft: Sequence[int],
+    q_rows: Sequence[Probs | None],
+    p_rows: Sequence[Probs],
+    rng: np.random.Generator,
+) -> tuple[int, int]:
+    """Leviathan/Chen rejection sampling over a draft chain.
+
+    Token i is accepted with probability min(1, p_i[x] / q_i[x]). A `None` row in `q_rows`
+    means the drafter was deterministic (q is one-hot on the drafted token), so acceptance
+    is p_i[x] and the residual is p with x removed. On rejection the next token comes from
+    the normalized residual; after a full accept it is sampled from the extra row of p.
+    """
+    if len(p_rows) != len(draft) + 1 or len(q_rows) != len(draft):
+        raise ValueError("need one q row per draft token and one more p row")
+    for i, x in enumerate(draft):
+        p = p_rows[i]
+        q = q_rows[i]
+        qx = 1.0 if q is None else float(q[x])
+        px = float(p[x])
+        if qx > 0.0 and rng.random() * qx < px:
+            continue
+        if q is None:
+            q = np.zeros_like(p)
+            q[x] = 1.0
+        return i, sample(residual(p, q), rng)
+    return len(draft), sample(p_rows[len(draft)], rng)
