@@ -1,0 +1,79 @@
+"""Cached cost models: measured once per model file and settings, re-measured when stale."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+from spec_cli.backend.base import Backend
+from spec_cli.cachefiles import cache_dir, locked, read_json, write_json
+from spec_cli.costs import MAX_BATCH, CostModel, calibrate
+
+MAX_AGE_SECONDS = 14 * 24 * 3600
+_VERSION = 1
+
+
+def _file_key(path: str) -> str:
+    p = Path(path)
+    try:
+        st = p.stat()
+        return f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return path
+
+
+def calibration_key(target: Backend, draft: Backend | None, backend_id: str) -> str:
+    """What a measurement depends on: the files, threads, GPU layers and llama.cpp build."""
+    parts = [
+        f"v{_VERSION}",
+        backend_id,
+        _file_key(target.path),
+        f"t{getattr(target, 'threads', 0)}",
+        f"g{getattr(target, 'n_gpu_layers', 0)}",
+    ]
+    if draft is not None:
+        parts += [_file_key(draft.path), f"dg{getattr(draft, 'n_gpu_layers', 0)}"]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def _from_json(data: Any) -> CostModel | None:
+    """A fresh, well-formed cached model, or None."""
+    try:
+        if time.time() - float(data["measured_at"]) > MAX_AGE_SECONDS:
+            return None
+        verify = tuple(float(v) for v in data["verify"])
+        if len(verify) != MAX_BATCH or verify[0] <= 0:
+            return None
+        return CostModel(verify, float(data["draft_token"]), float(data["target_seconds"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def load_or_measure(
+    target: Backend, draft: Backend | None, backend_id: str, refresh: bool = False
+) -> CostModel:
+    """The cached cost model for these settings, measuring (a few seconds) when missing,
+    corrupt, older than two weeks or when `refresh` is set."""
+    path = cache_dir() / "calibration" / f"{calibration_key(target, draft, backend_id)}.json"
+    model = None if refresh else _from_json(read_json(path))
+    if model is not None:
+        return model
+    with locked(path):
+        # Another run may have measured while we waited for the lock.
+        model = None if refresh else _from_json(read_json(path))
+        if model is None:
+            model = calibrate(target, draft)
+            write_json(
+                path,
+                {
+                    "verify": list(model.verify),
+                    "draft_token": model.draft_token,
+                    "target_seconds": model.target_seconds,
+                    "measured_at": time.time(),
+                    "target": target.path,
+                    "draft": draft.path if draft is not None else None,
+                },
+            )
+    return model
