@@ -76,17 +76,36 @@ class Session:
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
         """Tokens of a conversation rendered with the model's template, ready to answer."""
+        return self.chat_tokens(self.chat_text(messages))
+
+    def chat_text(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """A conversation rendered as text with the model's template (`spec chat` renders
+        it with and without the generation prompt to find each turn's new tokens)."""
         template = self.target.chat_template()
         if template is None:
             raise UsageError(
                 f"{self.model_path} has no chat template: use --raw to send the text as is"
             )
+        bos, eos = self._special_texts()
+        return render(
+            template,
+            messages,
+            bos_token=bos,
+            eos_token=eos,
+            add_generation_prompt=add_generation_prompt,
+        )
+
+    def chat_tokens(self, text: str) -> list[int]:
+        """Tokens of a whole rendered conversation: BOS added unless the template wrote it."""
+        bos, _ = self._special_texts()
+        add_bos = self.target.add_bos and not (bos and text.startswith(bos))
+        return self.target.tokenize(text, add_bos=add_bos, special=True)
+
+    def _special_texts(self) -> tuple[str, str]:
         specials = self.target.special_tokens()
         bos = self.target.token_text(specials["bos"]) if specials["bos"] >= 0 else ""
         eos = self.target.token_text(specials["eos"]) if specials["eos"] >= 0 else ""
-        text = render(template, messages, bos_token=bos, eos_token=eos)
-        add_bos = self.target.add_bos and not (bos and text.startswith(bos))
-        return self.target.tokenize(text, add_bos=add_bos, special=True)
+        return bos, eos
 
     def raw_prompt(self, text: str) -> list[int]:
         return self.target.tokenize(text, add_bos=self.target.add_bos, special=True)
