@@ -1,0 +1,75 @@
+"""Prompt lookup on literal token arrays: longest n-gram first, latest occurrence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spec_cli.drafters.prompt_lookup import PromptLookupDrafter, lookup
+from spec_cli.sampling import SamplingParams
+
+RNG = np.random.default_rng(0)
+
+
+def draft(drafter: PromptLookupDrafter, context: list[int], max_len: int) -> list[int]:
+    return drafter.draft(context, max_len, SamplingParams(), RNG).tokens
+
+
+@pytest.mark.parametrize(
+    ("tokens", "max_len", "expected"),
+    [
+        # Suffix [1, 2] seen at 0: copy what followed it.
+        ([1, 2, 3, 4, 1, 2], 3, [3, 4, 1]),
+        ([1, 2, 3, 4, 1, 2], 1, [3]),
+        # Longest n first: the bigram [1, 2] (followed by 7) beats the later unigram [2]
+        # (followed by 1, 2).
+        ([5, 2, 9, 1, 2, 7, 2, 1, 2], 2, [7, 2]),
+        # Latest occurrence: [1, 2] occurs at 0 and 3; the one at 3 is followed by 9.
+        ([1, 2, 8, 1, 2, 9, 1, 2], 2, [9, 1]),
+        # The copy may run into the suffix itself.
+        ([4, 5, 4, 5], 5, [4, 5]),
+        # A 4-gram match wins over everything shorter.
+        ([1, 2, 3, 4, 6, 3, 4, 7, 2, 3, 4, 8, 1, 2, 3, 4], 2, [6, 3]),
+        # Nothing repeats: no draft.
+        ([1, 2, 3, 4, 5], 4, []),
+        ([7], 4, []),
+        ([], 4, []),
+        ([1, 2, 1, 2], 0, []),
+    ],
+)
+def test_lookup(tokens: list[int], max_len: int, expected: list[int]) -> None:
+    assert lookup(tokens, max_len) == expected
+    assert draft(PromptLookupDrafter(), tokens, max_len) == expected
+
+
+def test_ngram_bounds_are_respected() -> None:
+    tokens = [9, 1, 2, 3, 9, 5, 2, 3]
+    assert lookup(tokens, 2, ngram_max=4, ngram_min=1) == [9, 5]  # bigram [2, 3]
+    assert lookup(tokens, 2, ngram_max=1, ngram_min=1) == [9, 5]  # unigram [3] at 3
+    assert lookup(tokens, 2, ngram_max=4, ngram_min=3) == []  # no trigram repeats
+    assert draft(PromptLookupDrafter(ngram_max=4, ngram_min=3), tokens, 2) == []
+
+
+def test_draft_is_deterministic_with_one_hot_q() -> None:
+    d = PromptLookupDrafter().draft([1, 2, 3, 1, 2], 4, SamplingParams(temperature=1.0), RNG)
+    assert d.tokens == [3, 1, 2]
+    assert d.probs == [None, None, None]
+    assert d.source == "prompt-lookup"
+    assert len(d.confidence) == 3
+
+
+def test_drafter_matches_the_reference_as_the_context_grows() -> None:
+    """The drafter indexes incrementally; over a growing context (and after restarts on
+    unrelated contexts) it must propose exactly what a full rescan finds."""
+    rng = np.random.default_rng(1)
+    for trial in range(30):
+        drafter = PromptLookupDrafter()
+        context = rng.integers(0, 6, size=int(rng.integers(1, 10))).tolist()
+        drafter.begin(context)
+        for _ in range(40):
+            max_len = int(rng.integers(0, 6))
+            assert draft(drafter, context, max_len) == lookup(context, max_len), (trial, context)
+            context.extend(rng.integers(0, 6, size=int(rng.integers(1, 4))).tolist())
+        # Reused for a context that is not an extension of the last one.
+        other = rng.integers(0, 6, size=12).tolist()
+        assert draft(drafter, other, 3) == lookup(other, 3)

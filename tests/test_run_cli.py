@@ -1,0 +1,269 @@
+"""`spec run` as a user runs it: a real subprocess on the tiny GGUF, stdout vs stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROMPT = "The quick brown fox jumps over the lazy dog. The quick brown"
+JSON_KEYS = {"text", "tokens", "finish_reason", "model", "draft_model", "drafter", "stats"}
+STATS_KEYS = {
+    "prompt_tokens",
+    "generated_tokens",
+    "target_calls",
+    "drafted_tokens",
+    "accepted_tokens",
+    "acceptance_rate",
+    "mean_accepted_length",
+    "prefill_seconds",
+    "decode_seconds",
+    "wall_seconds",
+    "tokens_per_second",
+}
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def spec_command() -> list[str]:
+    """The installed `spec` console script (next to this Python, else on PATH)."""
+    here = Path(sys.executable).parent / "spec"
+    found = str(here) if here.exists() else shutil.which("spec")
+    if found is None:
+        pytest.fail("the `spec` console script is not installed: pip install -e .")
+    return [found]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A clean environment: caches and settings in a temp dir, no debug, no colour hints."""
+    home = tmp_path_factory.mktemp("home")
+    out = {k: v for k, v in os.environ.items() if not k.startswith(("SPEC_", "NO_COLOR"))}
+    out.update(
+        SPEC_CACHE_DIR=str(home / "cache"),
+        XDG_CACHE_HOME=str(home / "xdg-cache"),
+        XDG_CONFIG_HOME=str(home / "xdg-config"),
+        XDG_DATA_HOME=str(home / "xdg-data"),
+        HF_HUB_OFFLINE="1",
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def prompt_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("prompts") / "prompt.txt"
+    path.write_text(PROMPT, encoding="utf-8")
+    return str(path)
+
+
+def spec(
+    env: dict[str, str], *args: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [*spec_command(), *args],
+        input=stdin if stdin is not None else b"",
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def base(prompt: str, model: str, *extra: str) -> list[str]:
+    # One thread: a tiny model gains nothing from more, and spinning workers are slow on
+    # a busy machine.
+    return ["run", prompt, "--model", model, "--threads", "1", "-n", "24", *extra]
+
+
+@pytest.fixture(scope="module")
+def plain_stdout(env: dict[str, str], prompt_file: str, tiny_model: str) -> str:
+    proc = spec(env, *base(prompt_file, tiny_model, "--drafter", "none"))
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout.decode("utf-8")
+
+
+def test_piped_stdout_holds_only_the_generated_text(
+    env: dict[str, str], prompt_file: str, tiny_model: str, plain_stdout: str
+) -> None:
+    proc = spec(env, *base(prompt_file, tiny_model, "--drafter", "none"))
+    assert proc.returncode == 0
+    assert proc.stderr == b""
+    assert b"\x1b" not in proc.stdout
+    assert proc.stdout.decode() == plain_stdout
+    assert PROMPT not in plain_stdout  # the continuation only, not the prompt echoed
+    assert len(plain_stdout.strip()) > 0
+
+
+def test_stats_go_to_stderr(
+    env: dict[str, str], prompt_file: str, tiny_model: str, plain_stdout: str
+) -> None:
+    proc = spec(env, *base(prompt_file, tiny_model, "--drafter", "none", "--stats"))
+    assert proc.returncode == 0
+    assert proc.stdout.decode() == plain_stdout
+    err = proc.stderr.decode()
+    assert "24 tokens" in err
+    assert "target calls" in err
+
+
+def test_json_is_one_object_with_the_documented_keys(
+    env: dict[str, str], prompt_file: str, tiny_model: str, plain_stdout: str
+) -> None:
+    proc = spec(env, *base(prompt_file, tiny_model, "--drafter", "none", "--json"))
+    assert proc.returncode == 0
+    assert proc.stderr == b""
+    lines = proc.stdout.decode().splitlines()
+    assert len(lines) == 1
+    data = json.loads(lines[0])
+    assert data.keys() >= JSON_KEYS
+    assert data["stats"].keys() >= STATS_KEYS
+    assert data["text"] == plain_stdout
+    assert data["finish_reason"] == "length"
+    assert data["model"] == tiny_model
+    assert data["draft_model"] is None
+    assert data["drafter"] == "none"
+    stats = data["stats"]
+    assert len(data["tokens"]) == stats["generated_tokens"] == 24
+    assert stats["target_calls"] == 24
+    assert stats["prompt_tokens"] == len(PROMPT.encode()) + 1  # bytes + BOS
+    assert stats["drafted_tokens"] == stats["accepted_tokens"] == 0
+    assert stats["wall_seconds"] >= stats["decode_seconds"] > 0
+
+
+@pytest.mark.parametrize("drafter", ["model", "auto", "prompt-lookup"])
+def test_speculative_runs_print_the_plain_text(
+    env: dict[str, str],
+    prompt_file: str,
+    tiny_model: str,
+    tiny_draft: str,
+    plain_stdout: str,
+    drafter: str,
+) -> None:
+    args = base(prompt_file, tiny_model, "--drafter", drafter, "--draft", tiny_draft, "--json")
+    proc = spec(env, *args)
+    assert proc.returncode == 0, proc.stderr.decode()
+    data = json.loads(proc.stdout)
+    assert data["text"] == plain_stdout
+    assert data["draft_model"] == tiny_draft
+    assert data["drafter"] == drafter
+    if drafter == "model":
+        assert data["stats"]["accepted_tokens"] > 0
+        assert data["stats"]["target_calls"] < 24
+
+
+def test_prompt_from_stdin(env: dict[str, str], tiny_model: str, plain_stdout: str) -> None:
+    proc = spec(env, *base("-", tiny_model, "--drafter", "none"), stdin=PROMPT.encode())
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode() == plain_stdout
+
+
+AUTO_NOT_REPEATABLE = pytest.mark.xfail(
+    reason="known bug: `auto` drafts differently from run to run (it learns n-grams across "
+    "runs), and verification consumes the seeded generator per drafted token, so the "
+    "sampled text changes; needs drafter-independent randomness in the engine",
+    strict=False,
+)
+
+
+@pytest.mark.parametrize(
+    "drafter",
+    ["none", "prompt-lookup", "model", pytest.param("auto", marks=AUTO_NOT_REPEATABLE)],
+)
+def test_seed_makes_sampled_runs_repeatable(
+    env: dict[str, str], prompt_file: str, tiny_model: str, tiny_draft: str, drafter: str
+) -> None:
+    def sampled(seed: int) -> str:
+        args = base(prompt_file, tiny_model, "-t", "1.0", "--seed", str(seed))
+        args += ["--drafter", drafter, "--draft", tiny_draft]
+        proc = spec(env, *args)
+        assert proc.returncode == 0, proc.stderr.decode()
+        return proc.stdout.decode()
+
+    first = sampled(1)
+    assert sampled(1) == first
+    assert first != sampled(2)  # the seed matters (24 sampled tokens: a tie is negligible)
+
+
+def test_color_always_emits_ansi_and_never_emits_none(
+    env: dict[str, str], prompt_file: str, tiny_model: str, tiny_draft: str, plain_stdout: str
+) -> None:
+    spec_args = ("--drafter", "model", "--draft", tiny_draft)
+    always = spec(env, *base(prompt_file, tiny_model, *spec_args, "--color", "always"))
+    assert always.returncode == 0
+    assert ANSI.search(always.stdout.decode())
+    never = spec(env, *base(prompt_file, tiny_model, *spec_args, "--color", "never"))
+    assert never.returncode == 0
+    assert b"\x1b" not in never.stdout
+    assert never.stdout.decode() == plain_stdout
+
+
+def test_color_always_text_is_the_plain_text(
+    env: dict[str, str], prompt_file: str, tiny_model: str, plain_stdout: str
+) -> None:
+    """Colour only: without drafts there is no ghost text, so removing the escape codes
+    leaves exactly the generated text (plus a final newline that ends the line)."""
+    proc = spec(env, *base(prompt_file, tiny_model, "--drafter", "none", "--color", "always"))
+    assert proc.returncode == 0
+    assert ANSI.sub("", proc.stdout.decode()).rstrip("\n") == plain_stdout.rstrip("\n")
+
+
+# -- errors: one line on stderr, non-zero exit, no traceback -------------------------------
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("bad")
+    files = {
+        "not-gguf": (d / "model.gguf", b"this is not a model\n"),
+        "empty": (d / "empty.txt", b"   \n\n"),
+        "latin1": (d / "latin1.txt", "café crème".encode("latin-1")),
+        "long": (d / "long.txt", ("lorem ipsum dolor sit amet " * 40).encode()),
+    }
+    for path, data in files.values():
+        path.write_bytes(data)
+    out = {k: str(p) for k, (p, _) in files.items()}
+    out["missing"] = str(d / "does-not-exist.txt")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("case", "expect"),
+    [
+        ("missing-model", "not found"),
+        ("not-gguf", "not a GGUF"),
+        ("missing-prompt", "not found"),
+        ("empty-prompt", "empty"),
+        ("non-utf8-prompt", "UTF-8"),
+        ("prompt-too-long", "--ctx-size"),
+        ("incompatible-draft", "cannot draft"),
+    ],
+)
+def test_user_errors_are_one_line(
+    env: dict[str, str],
+    prompt_file: str,
+    tiny_model: str,
+    tiny_other_vocab: str,
+    bad_files: dict[str, str],
+    case: str,
+    expect: str,
+) -> None:
+    args = {
+        "missing-model": base(prompt_file, bad_files["missing"] + ".gguf"),
+        "not-gguf": base(prompt_file, bad_files["not-gguf"]),
+        "missing-prompt": base(bad_files["missing"], tiny_model),
+        "empty-prompt": base(bad_files["empty"], tiny_model),
+        "non-utf8-prompt": base(bad_files["latin1"], tiny_model),
+        "prompt-too-long": base(bad_files["long"], tiny_model, "--ctx-size", "256"),
+        "incompatible-draft": base(prompt_file, tiny_model, "--draft", tiny_other_vocab),
+    }[case]
+    proc = spec(env, *args)
+    err = proc.stderr.decode()
+    assert proc.returncode != 0
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("spec: error: ")
+    assert expect in err
+    assert proc.stdout == b""
