@@ -115,6 +115,9 @@ def generate(
                 break
     finally:
         stats.decode_seconds = time.perf_counter() - decode_start
+        # A consumer that stopped mid-step must not find accepted drafts it never saw
+        # in the cache (they would be context for a follow-up it did not ask for).
+        target.truncate(min(len(target.cached), len(prompt) + len(out)))
     yield FinishEvent(reason, tuple(out))
 
 

@@ -264,6 +264,14 @@ class LlamaCppBackend:
             text_digest=h.hexdigest(),
         )
 
+    def vocab_id(self) -> str:
+        """Cheap fingerprint of the vocabulary (size, type, a strided sample of token texts)
+        that keys n-gram caches."""
+        h = hashlib.sha256(f"{self.n_vocab}:{int(lc.llama_vocab_type(self._vocab))}".encode())
+        for t in range(0, self.n_vocab, max(1, self.n_vocab // 2048)):
+            h.update((lc.llama_vocab_get_text(self._vocab, t) or b"") + b"\x00")
+        return h.hexdigest()
+
     def describe(self) -> dict[str, Any]:
         buf = ctypes.create_string_buffer(256)
         lc.llama_model_desc(self._model, buf, 256)

@@ -18,19 +18,24 @@ class Draft:
 
     `probs[i]` is the distribution q the token was sampled from, or None when the drafter
     is deterministic (q one-hot). `confidence[i]` is the drafter's own estimate that token
-    i is right given the ones before it; cost-aware length choice uses it.
+    i is right given the ones before it; `features[i]` is a small integer describing how
+    the token was found (e.g. the matched n-gram order), which cost-aware drafting uses to
+    learn how often such tokens are really accepted.
     """
 
     tokens: list[int] = field(default_factory=list)
     probs: list[npt.NDArray[np.float64] | None] = field(default_factory=list)
     confidence: list[float] = field(default_factory=list)
     source: str = ""
+    features: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     def truncated(self, n: int) -> Draft:
-        return Draft(self.tokens[:n], self.probs[:n], self.confidence[:n], self.source)
+        return Draft(
+            self.tokens[:n], self.probs[:n], self.confidence[:n], self.source, self.features[:n]
+        )
 
 
 class Drafter(Protocol):

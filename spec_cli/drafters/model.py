@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -18,6 +18,14 @@ def top_probability(logits: np.ndarray) -> tuple[int, float]:
     return tok, float(1.0 / z.sum())
 
 
+def confidence_bin(p: float) -> int:
+    """Bucket of the draft's own probability for its token."""
+    for i, edge in enumerate((0.3, 0.5, 0.7, 0.85, 0.95, 0.99)):
+        if p < edge:
+            return i
+    return 6
+
+
 class ModelDrafter:
     """Drafts by running the draft model autoregressively.
 
@@ -29,9 +37,16 @@ class ModelDrafter:
 
     name = "model"
 
-    def __init__(self, backend: Backend, p_min: float = 0.0) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        p_min: float = 0.0,
+        should_continue: Callable[[Draft], bool] | None = None,
+    ) -> None:
         self.backend = backend
         self.p_min = p_min
+        # Cost-aware early stop (set by `auto`): asked after each drafted token.
+        self.should_continue = should_continue
 
     def begin(self, context: Sequence[int]) -> None:
         pass
@@ -62,6 +77,9 @@ class ModelDrafter:
             out.tokens.append(tok)
             out.probs.append(q)
             out.confidence.append(conf)
+            out.features.append(confidence_bin(conf))
+            if self.should_continue is not None and not self.should_continue(out):
+                break
             if i + 1 < max_len:
                 row = self.backend.eval([tok], 1)[0]
         return out

@@ -9,18 +9,20 @@ import numpy as np
 from spec_cli.drafters.base import Draft
 from spec_cli.sampling import SamplingParams
 
+# Drafter's own prior that a copied token is right, by the order of the matched suffix.
+_PRIOR = {1: 0.25, 2: 0.45, 3: 0.6, 4: 0.7}
+
 
 def lookup(tokens: Sequence[int], max_len: int, ngram_max: int = 4, ngram_min: int = 1) -> list[int]:
     """Find the longest suffix n-gram (n from ngram_max down to ngram_min) that occurred
     earlier in `tokens`, at its latest occurrence, and return up to `max_len` tokens that
-    followed it."""
+    followed it. (Reference implementation; the drafter keeps an incremental index.)"""
     n_tok = len(tokens)
     if max_len <= 0:
         return []
     arr = np.asarray(tokens, dtype=np.int64)
     for n in range(min(ngram_max, n_tok - 1), ngram_min - 1, -1):
         suffix = arr[n_tok - n :]
-        # Candidate starts: positions whose first token matches, excluding the suffix itself.
         starts = np.flatnonzero(arr[: n_tok - n] == suffix[0])
         for start in starts[::-1]:
             if np.array_equal(arr[start : start + n], suffix):
@@ -31,16 +33,46 @@ def lookup(tokens: Sequence[int], max_len: int, ngram_max: int = 4, ngram_min: i
 
 
 class PromptLookupDrafter:
-    """Deterministic drafter over prompt + output; q is one-hot."""
+    """Deterministic drafter over prompt + output; q is one-hot.
+
+    An index from each n-gram to the position right after its latest occurrence is
+    extended as the context grows, so a step costs a few dict lookups, not a rescan.
+    """
 
     name = "prompt-lookup"
 
     def __init__(self, ngram_max: int = 4, ngram_min: int = 1) -> None:
         self.ngram_max = ngram_max
         self.ngram_min = ngram_min
+        self._latest: list[dict[tuple[int, ...], int]] = [{} for _ in range(ngram_max + 1)]
+        self._indexed = 0  # positions < this have been indexed as continuations
+        self._tokens: list[int] = []
 
     def begin(self, context: Sequence[int]) -> None:
-        pass
+        self._latest = [{} for _ in range(self.ngram_max + 1)]
+        self._indexed = 0
+        self._tokens = []
+
+    def _index(self, context: Sequence[int]) -> None:
+        known = len(self._tokens)
+        if len(context) < known or (known and context[known - 1] != self._tokens[-1]):
+            self.begin(context)  # not an extension of what we indexed: start over
+        self._tokens.extend(context[len(self._tokens) :])
+        end = len(context) - 1  # the final position has no continuation yet
+        for j in range(max(self._indexed, 1), end + 1):
+            for n in range(1, min(self.ngram_max, j) + 1):
+                self._latest[n][tuple(context[j - n : j])] = j
+        self._indexed = max(self._indexed, end + 1)
+
+    def match(self, context: Sequence[int]) -> tuple[int, int] | None:
+        """(continuation start, matched order) of the longest suffix seen before."""
+        self._index(context)
+        size = len(context)
+        for n in range(min(self.ngram_max, size - 1), self.ngram_min - 1, -1):
+            pos = self._latest[n].get(tuple(context[size - n :]))
+            if pos is not None and pos < size:
+                return pos, n
+        return None
 
     def draft(
         self,
@@ -49,8 +81,14 @@ class PromptLookupDrafter:
         sampling: SamplingParams,
         rng: np.random.Generator,
     ) -> Draft:
-        tokens = lookup(context, max_len, self.ngram_max, self.ngram_min)
-        return Draft(tokens, [None] * len(tokens), [1.0] * len(tokens), self.name)
+        found = self.match(context) if max_len > 0 else None
+        if found is None:
+            return Draft(source=self.name)
+        pos, order = found
+        tokens = list(context[pos : pos + max_len])
+        conf = _PRIOR.get(order, 0.7)
+        n = len(tokens)
+        return Draft(tokens, [None] * n, [conf] * n, self.name, [order] * n)
 
     def feedback(self, context: Sequence[int], draft: Draft, accepted: int) -> None:
         pass

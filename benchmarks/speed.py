@@ -1,0 +1,135 @@
+"""Side-by-side decode speed of drafters on one machine (not a test: numbers to report).
+
+Loads the models once, then runs every method on every prompt in interleaved, rotated
+order, `--repeats` times, so machine drift hits all methods alike. Reports the median
+decode tokens/s per method and the median of per-pair speedups against `none`, and
+whether each method's greedy output matched `none` token for token.
+
+    python benchmarks/speed.py --model F32.gguf --methods none,prompt-lookup,auto \
+        --prompts benchmarks/prompts/code_edit.txt --repeats 5
+    python benchmarks/speed.py --llama-cpp-python   # `none` vs llama-cpp-python's decode
+
+The learned n-gram cache is disabled (SPEC_NO_LEARN=1) so repeats do not teach `auto`
+the answer; the calibration cache is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("SPEC_NO_LEARN", "1")
+
+import numpy as np  # noqa: E402
+
+from spec_cli.engine import GenerationConfig, generate  # noqa: E402
+from spec_cli.events import TokenEvent  # noqa: E402
+from spec_cli.session import ModelOptions, Session, open_session  # noqa: E402
+from spec_cli.stats import GenerationStats  # noqa: E402
+
+HERE = Path(__file__).parent
+
+
+def prompt_tokens(session: Session, path: Path) -> list[int]:
+    text = path.read_text()
+    if session.has_chat_template():
+        return session.chat_prompt([{"role": "user", "content": text}])
+    return session.raw_prompt(text)
+
+
+def run_once(session: Session, method: str, prompt: list[int], n: int) -> tuple[float, list[int]]:
+    drafter = session.make_drafter(method)
+    stats = GenerationStats()
+    config = GenerationConfig(max_tokens=n, draft_max=32)
+    events = generate(session.target, drafter, prompt, config, np.random.default_rng(0), stats)
+    tokens = [e.token for e in events if isinstance(e, TokenEvent)]
+    drafter.close()
+    return stats.tokens_per_second, tokens
+
+
+def compare_methods(args: argparse.Namespace) -> None:
+    opts = ModelOptions(args.model, args.draft, ctx_size=4096, threads=args.threads)
+    methods = args.methods.split(",")
+    with open_session(opts) as session:
+        session.cost_model()  # calibrate outside the timed runs
+        for path in args.prompts:
+            prompt = prompt_tokens(session, path)
+            speeds: dict[str, list[float]] = {m: [] for m in methods}
+            ratios: dict[str, list[float]] = {m: [] for m in methods}
+            same: dict[str, bool] = dict.fromkeys(methods, True)
+            for rep in range(args.repeats):
+                order = methods[rep % len(methods) :] + methods[: rep % len(methods)]
+                got = {m: run_once(session, m, prompt, args.max_tokens) for m in order}
+                for m in methods:
+                    speeds[m].append(got[m][0])
+                    ratios[m].append(got[m][0] / got["none"][0])
+                    same[m] &= got[m][1] == got["none"][1]
+            print(f"\n{path.name}  ({len(prompt)} prompt tokens, {args.max_tokens} max new)")
+            for m in methods:
+                print(
+                    f"  {m:14s} {statistics.median(speeds[m]):7.1f} tok/s   "
+                    f"speedup x{statistics.median(ratios[m]):.2f} "
+                    f"(min {min(ratios[m]):.2f}, max {max(ratios[m]):.2f})   "
+                    f"identical to none: {'yes' if same[m] else 'NO'}"
+                )
+            sys.stdout.flush()
+
+
+def compare_llama_cpp_python(args: argparse.Namespace) -> None:
+    """`--drafter none` against llama-cpp-python's own generate loop, same model/context."""
+    from llama_cpp import Llama
+
+    from spec_cli.backend.llama_cpp import physical_cores
+
+    threads = args.threads or physical_cores()
+    path = args.prompts[0]
+    ours_s: list[float] = []
+    theirs_s: list[float] = []
+    with open_session(ModelOptions(args.model, None, 4096, threads)) as session:
+        prompt = prompt_tokens(session, path)
+        llm = Llama(session.model_path, n_ctx=4096, n_threads=threads, verbose=False)
+        for _ in range(args.repeats):
+            speed, _ = run_once(session, "none", prompt, args.max_tokens)
+            ours_s.append(speed)
+            llm.reset()
+            n, first, last = 0, 0.0, 0.0
+            for tok in llm.generate(prompt, temp=0.0, top_k=1, reset=True):
+                now = time.perf_counter()
+                if n == 0:
+                    first = now  # prefill and first token excluded, as in our stats
+                n += 1
+                last = now
+                if n >= args.max_tokens or llm._model.token_is_eog(tok):
+                    break
+            theirs_s.append((n - 1) / (last - first))
+    ours, theirs = statistics.median(ours_s), statistics.median(theirs_s)
+    print(f"spec --drafter none : {ours:.1f} tok/s (runs: {', '.join(f'{v:.1f}' for v in ours_s)})")
+    print(f"llama-cpp-python    : {theirs:.1f} tok/s (runs: {', '.join(f'{v:.1f}' for v in theirs_s)})")
+    print(f"ratio spec/llama-cpp-python: {ours / theirs:.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--draft", default=None)
+    ap.add_argument("--methods", default="none,prompt-lookup,ngram,auto")
+    ap.add_argument("--prompts", nargs="+", type=Path, default=sorted((HERE / "prompts").glob("*.txt")))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--max-tokens", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--llama-cpp-python", action="store_true")
+    args = ap.parse_args()
+    if args.llama_cpp_python:
+        compare_llama_cpp_python(args)
+    else:
+        if "none" not in args.methods.split(","):
+            args.methods = "none," + args.methods
+        compare_methods(args)
+
+
+if __name__ == "__main__":
+    main()

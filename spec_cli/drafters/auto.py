@@ -1,0 +1,113 @@
+"""`auto`: chain the available drafters and take, per step, the draft with the best
+expected gain under this machine's measured cost curve (possibly no draft at all)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from spec_cli.acceptance import AcceptanceModel
+from spec_cli.costs import CostModel
+from spec_cli.drafters.base import Draft, Drafter
+from spec_cli.drafters.model import ModelDrafter
+from spec_cli.sampling import SamplingParams
+
+MODEL_PRIOR = 0.6  # belief in a same-family draft model before any evidence
+EXPLORE_EVERY = 24  # steps between tries of a drafter the estimates currently rule out
+
+
+class AutoDrafter:
+    """Cost-aware drafter chain.
+
+    Cheap drafters (prompt lookup, n-grams) propose every step; their tokens' acceptance
+    is estimated from what was accepted before, and each proposal is cut to the length
+    that maximizes expected tokens per unit of verify cost. The draft model runs only
+    when its expected gain beats the best cheap proposal, and stops drafting as soon as
+    one more token is not worth its cost. Choosing length 0 is plain decoding.
+    """
+
+    name = "auto"
+
+    def __init__(
+        self, cheap: Sequence[Drafter], costs: CostModel, model: ModelDrafter | None = None
+    ) -> None:
+        self.cheap = list(cheap)
+        self.costs = costs
+        self.model = model
+        self.acceptance = AcceptanceModel()
+        self._since_model = 0
+        self._since_explore = 0
+        if model is not None:
+            model.should_continue = self._model_should_continue
+        self._max_len = 0
+
+    def begin(self, context: Sequence[int]) -> None:
+        for d in self._all():
+            d.begin(context)
+
+    def _all(self) -> list[Drafter]:
+        return [*self.cheap, *([self.model] if self.model is not None else [])]
+
+    def draft(
+        self,
+        context: Sequence[int],
+        max_len: int,
+        sampling: SamplingParams,
+        rng: np.random.Generator,
+    ) -> Draft:
+        best_value = 1.0 / self.costs.verify_cost(1)
+        best = Draft(source=self.name)
+        runner_up: Draft | None = None
+        for drafter in self.cheap:
+            cand = drafter.draft(context, max_len, sampling, rng)
+            if not cand.tokens:
+                continue
+            k, value = self.costs.best_length(self.acceptance.estimate(cand))
+            if k > 0 and value > best_value:
+                best_value, best = value, cand.truncated(k)
+            elif runner_up is None:
+                runner_up = cand
+        if self.model is not None and self._model_worth_it(best_value, max_len):
+            self._max_len = max_len
+            cand = self.model.draft(context, max_len, sampling, rng)
+            self._since_model = 0
+            if cand.tokens:
+                est = self.acceptance.estimate(cand)
+                k, value = self.costs.best_length(est)  # drafting cost is already paid
+                if k > 0 and value > best_value:
+                    best_value, best = value, cand.truncated(k)
+        else:
+            self._since_model += 1
+        if not best.tokens and runner_up is not None:
+            self._since_explore += 1
+            if self._since_explore >= EXPLORE_EVERY:
+                # Keep estimates honest: a short look at a proposal we keep turning down.
+                self._since_explore = 0
+                best = runner_up.truncated(2)
+        return best
+
+    def _model_worth_it(self, best_value: float, max_len: int) -> bool:
+        if self._since_model >= EXPLORE_EVERY:
+            return True
+        rate = self.acceptance.mean_rate(ModelDrafter.name, MODEL_PRIOR)
+        _, value = self.costs.best_length([rate] * max_len, self.costs.draft_token)
+        return value > best_value
+
+    def _model_should_continue(self, draft: Draft) -> bool:
+        """Draft one more token only if some longer draft still pays for its cost."""
+        est = self.acceptance.estimate(draft)
+        rate = self.acceptance.mean_rate(ModelDrafter.name, MODEL_PRIOR)
+        future = [rate] * max(0, self._max_len - len(draft))
+        k, _ = self.costs.best_length([*est, *future], self.costs.draft_token, sunk=len(draft))
+        return k > len(draft)
+
+    def feedback(self, context: Sequence[int], draft: Draft, accepted: int) -> None:
+        if draft.tokens:
+            self.acceptance.record(draft, accepted)
+        for d in self._all():
+            d.feedback(context, draft, accepted)
+
+    def close(self) -> None:
+        for d in self._all():
+            d.close()

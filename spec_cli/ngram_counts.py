@@ -1,0 +1,103 @@
+"""Incrementally maintained n-gram continuation counts over token ids.
+
+`counts[n][key]` maps an n-token context (a tuple) to {next token: count}. Adding a token
+updates the four orders in O(1), so a growing context is never rescanned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+MAX_ORDER = 4
+
+
+class NgramCounts:
+    """Continuation counts for 1..max_order token contexts."""
+
+    def __init__(self, max_order: int = MAX_ORDER) -> None:
+        self.max_order = max_order
+        self.tables: list[dict[tuple[int, ...], dict[int, int]]] = [
+            {} for _ in range(max_order + 1)
+        ]
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self.tables)
+
+    def add(self, key: tuple[int, ...], token: int, count: int = 1) -> None:
+        row = self.tables[len(key)].setdefault(key, {})
+        row[token] = row.get(token, 0) + count
+
+    def add_position(self, tokens: Sequence[int], j: int) -> None:
+        """Count tokens[j] as the continuation of each context ending just before j."""
+        nxt = tokens[j]
+        for n in range(1, min(self.max_order, j) + 1):
+            self.add(tuple(tokens[j - n : j]), nxt)
+
+    def add_sequence(self, tokens: Sequence[int]) -> None:
+        for j in range(1, len(tokens)):
+            self.add_position(tokens, j)
+
+    def lookup(self, suffix: Sequence[int], min_order: int = 1) -> tuple[int, int, int, int] | None:
+        """Best continuation of the longest known context that ends `suffix`.
+
+        Returns (token, its count, total count of that context, order) or None.
+        """
+        for n in range(min(self.max_order, len(suffix)), min_order - 1, -1):
+            row = self.tables[n].get(tuple(suffix[len(suffix) - n :]))
+            if row:
+                tok = max(row, key=row.__getitem__)
+                return tok, row[tok], sum(row.values()), n
+        return None
+
+    def merge(self, other: NgramCounts) -> None:
+        for n in range(1, min(self.max_order, other.max_order) + 1):
+            for key, row in other.tables[n].items():
+                for tok, c in row.items():
+                    self.add(key, tok, c)
+
+    # -- compact array form, for files ----------------------------------------------------
+
+    def to_arrays(self, limit: int | None = None) -> dict[str, npt.NDArray[np.int32]]:
+        """Rows (key padded with -1, next, count), the `limit` most frequent kept."""
+        keys: list[list[int]] = []
+        nexts: list[int] = []
+        counts: list[int] = []
+        for n in range(1, self.max_order + 1):
+            for key, row in self.tables[n].items():
+                padded = [*key, *([-1] * (self.max_order - n))]
+                for tok, c in row.items():
+                    keys.append(padded)
+                    nexts.append(tok)
+                    counts.append(c)
+        k = np.asarray(keys, dtype=np.int32).reshape(-1, self.max_order)
+        t = np.asarray(nexts, dtype=np.int32)
+        c = np.asarray(counts, dtype=np.int32)
+        if limit is not None and len(c) > limit:
+            keep = np.argsort(-c, kind="stable")[:limit]
+            k, t, c = k[keep], t[keep], c[keep]
+        return {"keys": k, "nexts": t, "counts": c}
+
+    @classmethod
+    def from_arrays(
+        cls,
+        keys: npt.NDArray[np.int32],
+        nexts: npt.NDArray[np.int32],
+        counts: npt.NDArray[np.int32],
+    ) -> NgramCounts:
+        out = cls(int(keys.shape[1]) if keys.ndim == 2 and keys.shape[1] else MAX_ORDER)
+        for key_row, tok, c in zip(keys.tolist(), nexts.tolist(), counts.tolist()):
+            key = tuple(v for v in key_row if v >= 0)
+            if key:
+                out.add(key, tok, c)
+        return out
+
+
+def iter_suffix(context: Sequence[int], drafted: Sequence[int], n: int) -> Iterable[int]:
+    """The last n tokens of context + drafted without copying the whole context."""
+    if len(drafted) >= n:
+        return drafted[len(drafted) - n :]
+    need = n - len(drafted)
+    return [*context[max(0, len(context) - need) :], *drafted]

@@ -1,0 +1,78 @@
+"""N-gram count files: the persistent cache learned from earlier runs and static caches
+built from a corpus. Both are keyed to a vocabulary, since token ids mean nothing across
+tokenizers."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from spec_cli.cachefiles import cache_dir, locked, write_atomic
+from spec_cli.errors import UsageError
+from spec_cli.ngram_counts import NgramCounts
+
+PERSISTENT_LIMIT = 100_000  # rows kept in the learned cache (a few MB)
+
+
+def read_counts(path: Path) -> tuple[NgramCounts, str] | None:
+    """(counts, vocabulary id) stored at `path`, or None when missing or corrupt."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            counts = NgramCounts.from_arrays(data["keys"], data["nexts"], data["counts"])
+            vocab = str(data["vocab"])
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+    except Exception:  # noqa: BLE001  (zipfile errors vary; a bad cache is never fatal)
+        return None
+    return counts, vocab
+
+
+def write_counts(path: Path, counts: NgramCounts, vocab: str, limit: int | None = None) -> bool:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, vocab=np.asarray(vocab), **counts.to_arrays(limit))
+    return write_atomic(path, buf.getvalue())
+
+
+def load_static(path: str, vocab: str) -> NgramCounts:
+    """A corpus cache from `spec ngram build`; refused when built for another vocabulary."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"n-gram cache not found: {path}")
+    loaded = read_counts(p)
+    if loaded is None:
+        raise UsageError(
+            f"{path} is not a readable n-gram cache: rebuild it with `spec ngram build`"
+        )
+    counts, built_for = loaded
+    if built_for != vocab:
+        raise UsageError(
+            f"{path} was built with another model's vocabulary: rebuild it with "
+            "`spec ngram build --model` for this model"
+        )
+    return counts
+
+
+class PersistentNgrams:
+    """The learned cache for one vocabulary, in the user cache directory."""
+
+    def __init__(self, vocab: str, directory: Path | None = None) -> None:
+        self.vocab = vocab
+        self.path = (directory or cache_dir() / "ngram") / f"{vocab[:32]}.npz"
+
+    def load(self) -> NgramCounts:
+        loaded = read_counts(self.path)
+        if loaded is None or loaded[1] != self.vocab:
+            return NgramCounts()
+        return loaded[0]
+
+    def learn(self, new: NgramCounts) -> bool:
+        """Merge `new` into the file under a lock (concurrent runs add up, none is lost),
+        keeping the most frequent rows."""
+        if not len(new):
+            return True
+        with locked(self.path):
+            current = self.load()
+            current.merge(new)
+            return write_counts(self.path, current, self.vocab, PERSISTENT_LIMIT)
