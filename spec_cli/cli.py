@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from spec_cli.commands.models import app as models_app
 from spec_cli.commands.run import run
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command()(run)
+app.add_typer(models_app, name="models")
 
 
 @app.callback()

@@ -3,7 +3,7 @@ commands get one."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,13 +14,13 @@ from spec_cli.chat_template import render
 from spec_cli.compat import incompatibility
 from spec_cli.drafters.base import Drafter, NoDrafter
 from spec_cli.engine import GenerationConfig, generate
-from spec_cli.errors import IncompatibleDraftError, UsageError
+from spec_cli.errors import IncompatibleDraftError, ModelError, UsageError
 from spec_cli.events import Event
 from spec_cli.stats import GenerationStats
 from spec_cli.textstream import stream_text
 
 if TYPE_CHECKING:
-    from spec_cli.backend.llama_cpp import LlamaCppBackend
+    from spec_cli.backend.llama_cpp import LlamaCppBackend, LoadOptions
 
 DRAFTERS = ("auto", "none", "prompt-lookup", "ngram", "model")
 
@@ -35,14 +35,22 @@ class ModelOptions:
     threads: int = 0
     gpu_layers: int = 0
     draft_gpu_layers: int = 0
+    auto_draft: bool = True  # no --draft: use a preset target's draft if already local
+    notify: Callable[[str], None] | None = None  # one-line notes (default: stderr)
 
 
 class Session:
     """A loaded target (and optional draft model) with helpers to prompt and generate."""
 
-    def __init__(self, target: LlamaCppBackend, draft: LlamaCppBackend | None = None) -> None:
+    def __init__(
+        self,
+        target: LlamaCppBackend,
+        draft: LlamaCppBackend | None = None,
+        chat_template: str | None = None,
+    ) -> None:
         self.target = target
         self.draft = draft
+        self.chat_template = chat_template  # a preset's override of the GGUF's template
 
     @property
     def model_path(self) -> str:
@@ -72,7 +80,7 @@ class Session:
         raise UsageError(f"unknown drafter {name!r}: choose one of {', '.join(DRAFTERS)}")
 
     def has_chat_template(self) -> bool:
-        return self.target.chat_template() is not None
+        return (self.chat_template or self.target.chat_template()) is not None
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
         """Tokens of a conversation rendered with the model's template, ready to answer."""
@@ -81,7 +89,7 @@ class Session:
     def chat_text(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         """A conversation rendered as text with the model's template (`spec chat` renders
         it with and without the generation prompt to find each turn's new tokens)."""
-        template = self.target.chat_template()
+        template = self.chat_template or self.target.chat_template()
         if template is None:
             raise UsageError(
                 f"{self.model_path} has no chat template: use --raw to send the text as is"
@@ -139,31 +147,60 @@ class Session:
 
 
 def open_session(options: ModelOptions) -> Session:
-    """Resolve and load the target and, if given, the draft model (checked compatible)."""
-    from spec_cli.backend.llama_cpp import LlamaCppBackend, LoadOptions
+    """Resolve and load the target and, if given, the draft model (checked compatible).
 
-    target_path = hub.resolve(options.model)
-    draft_path = hub.resolve(options.draft) if options.draft else None
-    target = LlamaCppBackend(
-        target_path,
-        LoadOptions(options.ctx_size, options.threads, options.gpu_layers),
-    )
+    Without --draft, a preset target gets the first of its drafts already on this
+    machine (never downloaded), with a note; one that does not fit is dropped with a note.
+    """
+    from spec_cli.backend.llama_cpp import LoadOptions
+
+    notify = options.notify or hub.note
+    target_path = hub.resolve(options.model, notify=notify)
+    draft_path = hub.resolve(options.draft, notify=notify) if options.draft else None
+    auto = None
+    if draft_path is None and options.auto_draft:
+        auto = hub.pick_local_draft(options.model, notify)
+        draft_path = auto[1] if auto else None
+    target = _load(target_path, LoadOptions(options.ctx_size, options.threads, options.gpu_layers))
+    template = hub.chat_template_for(options.model)
     if draft_path is None:
-        return Session(target)
+        return Session(target, chat_template=template)
     try:
-        draft = LlamaCppBackend(
+        draft = _load(
             draft_path,
             LoadOptions(target.n_ctx, options.threads, options.draft_gpu_layers),
         )
+    except ModelError as e:
+        if auto is None:
+            target.close()
+            raise
+        notify(f"not using draft {auto[0]}: {e}")
+        return Session(target, chat_template=template)
     except Exception:
         target.close()
         raise
     reason = incompatibility(target.vocab_info(), draft.vocab_info())
     if reason is not None:
         draft.close()
+        if auto is not None:
+            notify(f"not using draft {auto[0]}: {reason}")
+            return Session(target, chat_template=template)
         target.close()
         raise IncompatibleDraftError(
             f"draft model {draft_path} cannot draft for {target_path}: {reason}; "
             "pick a draft from the same model family (same tokenizer)"
         )
-    return Session(target, draft)
+    if auto is not None:
+        notify(f"using draft {auto[0]} (pass --draft to choose another)")
+    return Session(target, draft, chat_template=template)
+
+
+def _load(path: str, options: LoadOptions) -> LlamaCppBackend:
+    """Load a model; when llama.cpp refuses it, say why if the header tells (truncated)."""
+    from spec_cli.backend.llama_cpp import LlamaCppBackend
+
+    try:
+        return LlamaCppBackend(path, options)
+    except ModelError:
+        hub.explain_load_failure(path)
+        raise

@@ -69,7 +69,8 @@ def run(
     except ValueError as e:
         raise UsageError(str(e)) from None
     text = read_prompt(prompt_file)
-    opts = ModelOptions(model, draft, ctx_size, threads, gpu_layers, draft_gpu_layers)
+    auto_draft = drafter in ("auto", "model")  # only these use a draft model
+    opts = ModelOptions(model, draft, ctx_size, threads, gpu_layers, draft_gpu_layers, auto_draft)
     with sigterm_as_interrupt(), open_session(opts) as session:
         if raw or not session.has_chat_template():
             prompt = session.raw_prompt(text)
