@@ -8,6 +8,7 @@ import sys
 import typer
 
 from spec_cli.commands.models import app as models_app
+from spec_cli.commands.chat import chat
 from spec_cli.commands.run import run
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command()(run)
+app.command()(chat)
 app.add_typer(models_app, name="models")
 
 

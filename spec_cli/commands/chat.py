@@ -1,0 +1,94 @@
+"""`spec chat`: an interactive conversation with live speculative rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from spec_cli.commands import options as o
+
+
+def chat(
+    model: o.Model = None,
+    draft: o.DraftModel = None,
+    drafter: o.DrafterName = "auto",
+    draft_max: o.DraftMax = 16,
+    max_tokens: o.MaxTokens = 512,
+    temperature: o.Temperature = 0.0,
+    top_k: o.TopK = 0,
+    top_p: o.TopP = 1.0,
+    min_p: o.MinP = 0.0,
+    seed: o.Seed = None,
+    system: Annotated[
+        str | None, typer.Option("--system", "-s", help="System prompt for the conversation.")
+    ] = None,
+    load: Annotated[
+        str | None,
+        typer.Option("--load", help="Continue a conversation saved with /save.", metavar="FILE"),
+    ] = None,
+    color: Annotated[
+        str, typer.Option("--color", help="auto (colours on a terminal), always or never.")
+    ] = "auto",
+    ctx_size: o.CtxSize = 4096,
+    threads: o.Threads = 0,
+    gpu_layers: o.GpuLayers = 0,
+    draft_gpu_layers: o.DraftGpuLayers = 0,
+    ngram_cache: o.NgramCache = None,
+) -> None:
+    """Chat with a model in the terminal; accepted draft tokens show in colour.
+
+    Type /help in the chat for commands. Ctrl-C stops an answer; Ctrl-D quits.
+    """
+    from spec_cli.chat_repl import COMMANDS, ChatRepl, ChatSettings
+    from spec_cli.conversation import Conversation
+    from spec_cli.errors import UsageError
+    from spec_cli.render.chat import ChatTerminal
+    from spec_cli.session import ModelOptions, open_session
+
+    if color not in ("auto", "always", "never"):
+        raise UsageError(f"--color must be auto, always or never, not {color!r}")
+    settings = ChatSettings(drafter, draft_max, max_tokens, temperature, top_k, top_p, min_p, seed)
+    settings.validate()
+    terminal = ChatTerminal(color, commands=COMMANDS)
+    opts = ModelOptions(
+        model,
+        draft,
+        ctx_size,
+        threads,
+        gpu_layers,
+        draft_gpu_layers,
+        auto_draft=drafter in ("auto", "model"),  # only these use a draft model
+    )
+    with open_session(opts) as session:
+        if not session.has_chat_template():
+            raise UsageError(
+                f"{Path(session.model_path).name} has no chat template, so it cannot hold a "
+                "conversation: use an instruction-tuned model that has one (the default "
+                "SmolLM2-135M-Instruct does: leave out --model), or `spec run --raw` to "
+                "continue plain text"
+            )
+        conversation = Conversation(session, system)
+        if load:
+            conversation.load(load)
+            if system:
+                conversation.set_system(system)  # --system wins over the file's
+        repl = ChatRepl(session, conversation, settings, terminal, ngram_cache)
+        try:
+            terminal.banner(
+                f"spec chat · {Path(session.model_path).name}"
+                + (f" + {Path(session.draft_path).name}" if session.draft_path else "")
+                + f" · drafter {repl.drafter.name} · context {session.target.n_ctx} tokens",
+                [
+                    "/help for commands · Ctrl-C stops an answer · Ctrl-D quits",
+                    *(
+                        [f"continuing {conversation.exchanges} exchange(s) from {load}"]
+                        if load
+                        else []
+                    ),
+                ],
+            )
+            repl.run()
+        finally:
+            repl.close()
