@@ -24,12 +24,12 @@ from pathlib import Path
 
 os.environ.setdefault("SPEC_NO_LEARN", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from spec_cli.engine import GenerationConfig, generate  # noqa: E402
-from spec_cli.events import TokenEvent  # noqa: E402
-from spec_cli.session import ModelOptions, Session, open_session  # noqa: E402
-from spec_cli.stats import GenerationStats  # noqa: E402
+from spec_cli.engine import GenerationConfig, generate
+from spec_cli.events import TokenEvent
+from spec_cli.session import ModelOptions, Session, open_session
+from spec_cli.stats import GenerationStats
 
 HERE = Path(__file__).parent
 
@@ -107,8 +107,11 @@ def compare_llama_cpp_python(args: argparse.Namespace) -> None:
                     break
             theirs_s.append((n - 1) / (last - first))
     ours, theirs = statistics.median(ours_s), statistics.median(theirs_s)
-    print(f"spec --drafter none : {ours:.1f} tok/s (runs: {', '.join(f'{v:.1f}' for v in ours_s)})")
-    print(f"llama-cpp-python    : {theirs:.1f} tok/s (runs: {', '.join(f'{v:.1f}' for v in theirs_s)})")
+    for label, value, runs in (
+        ("spec --drafter none", ours, ours_s),
+        ("llama-cpp-python   ", theirs, theirs_s),
+    ):
+        print(f"{label}: {value:.1f} tok/s (runs: {', '.join(f'{v:.1f}' for v in runs)})")
     print(f"ratio spec/llama-cpp-python: {ours / theirs:.3f}")
 
 
@@ -117,7 +120,9 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--draft", default=None)
     ap.add_argument("--methods", default="none,prompt-lookup,ngram,auto")
-    ap.add_argument("--prompts", nargs="+", type=Path, default=sorted((HERE / "prompts").glob("*.txt")))
+    ap.add_argument(
+        "--prompts", nargs="+", type=Path, default=sorted((HERE / "prompts").glob("*.txt"))
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=200)
     ap.add_argument("--threads", type=int, default=0)

@@ -2,8 +2,10 @@
 
 Each drafted token carries a drafter name, its position in the draft and a feature bucket
 (how it was found). Tokens the target actually checked (up to and including the first
-rejection) update a Beta-smoothed rate for their bucket; the drafter's own confidence is
-the prior, so a bucket with little evidence falls back to what the drafter believes.
+rejection) update Beta-smoothed rates at three levels — per drafter, per (drafter,
+feature) and per (drafter, feature, position) — each level shrunk toward the one above
+it, and the top toward the drafter's own confidence. So a bucket with no evidence yet (a
+draft position never reached, say) borrows what the drafter has shown elsewhere.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 from spec_cli.drafters.base import Draft
 
-PRIOR_WEIGHT = 3.0  # pseudo-observations behind a drafter's own confidence
+PRIOR_WEIGHT = 3.0  # pseudo-observations behind each level's prior
 DECAY = 0.995  # older evidence fades so estimates follow the text as it changes
 
 
@@ -25,42 +27,52 @@ class _Rate:
     accepted: float = 0.0
     seen: float = 0.0
 
+    def add(self, ok: bool) -> None:
+        self.accepted = self.accepted * DECAY + (1.0 if ok else 0.0)
+        self.seen = self.seen * DECAY + 1.0
+
+    def shrunk(self, prior: float) -> float:
+        return (self.accepted + PRIOR_WEIGHT * prior) / (self.seen + PRIOR_WEIGHT)
+
 
 class AcceptanceModel:
-    """Per (drafter, feature, position) acceptance rates learned online."""
+    """Hierarchically smoothed acceptance rates learned online."""
 
     def __init__(self) -> None:
-        self._rates: dict[tuple[str, int, int], _Rate] = {}
-        self.totals: dict[str, _Rate] = {}
+        self._by_source: dict[str, _Rate] = {}
+        self._by_feature: dict[tuple[str, int], _Rate] = {}
+        self._by_position: dict[tuple[str, int, int], _Rate] = {}
+
+    def _levels(self, source: str, feat: int, i: int) -> tuple[_Rate | None, ...]:
+        return (
+            self._by_source.get(source),
+            self._by_feature.get((source, feat)),
+            self._by_position.get((source, feat, position_bucket(i))),
+        )
 
     def estimate(self, draft: Draft) -> list[float]:
         """P(token i accepted | tokens before it accepted), per drafted token."""
         out = []
         for i in range(len(draft)):
+            p = draft.confidence[i] if i < len(draft.confidence) else 0.5
             feat = draft.features[i] if i < len(draft.features) else 0
-            prior = draft.confidence[i] if i < len(draft.confidence) else 0.5
-            r = self._rates.get((draft.source, feat, position_bucket(i)))
-            if r is None:
-                out.append(prior)
-            else:
-                out.append((r.accepted + PRIOR_WEIGHT * prior) / (r.seen + PRIOR_WEIGHT))
+            for level in self._levels(draft.source, feat, i):
+                if level is not None:
+                    p = level.shrunk(p)
+            out.append(p)
         return out
 
     def record(self, draft: Draft, accepted: int) -> None:
         """Learn from one verification: tokens < accepted passed, token `accepted` failed."""
-        checked = min(len(draft), accepted + 1)
-        total = self.totals.setdefault(draft.source, _Rate())
-        for i in range(checked):
+        src = draft.source
+        for i in range(min(len(draft), accepted + 1)):
+            ok = i < accepted
             feat = draft.features[i] if i < len(draft.features) else 0
-            r = self._rates.setdefault((draft.source, feat, position_bucket(i)), _Rate())
-            r.accepted = r.accepted * DECAY + (1.0 if i < accepted else 0.0)
-            r.seen = r.seen * DECAY + 1.0
-            total.accepted = total.accepted * DECAY + (1.0 if i < accepted else 0.0)
-            total.seen = total.seen * DECAY + 1.0
+            self._by_source.setdefault(src, _Rate()).add(ok)
+            self._by_feature.setdefault((src, feat), _Rate()).add(ok)
+            self._by_position.setdefault((src, feat, position_bucket(i)), _Rate()).add(ok)
 
     def mean_rate(self, source: str, prior: float) -> float:
         """A drafter's overall per-token acceptance, smoothed toward `prior`."""
-        t = self.totals.get(source)
-        if t is None:
-            return prior
-        return (t.accepted + PRIOR_WEIGHT * prior) / (t.seen + PRIOR_WEIGHT)
+        rate = self._by_source.get(source)
+        return prior if rate is None else rate.shrunk(prior)

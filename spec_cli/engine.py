@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from spec_cli.errors import PromptError
 from spec_cli.events import Event, FinishEvent, Origin, RejectedEvent, StepEvent, TokenEvent
 from spec_cli.sampling import SamplingParams, probabilities
 from spec_cli.stats import GenerationStats
-from spec_cli.verify import verify_greedy, verify_sampled
+from spec_cli.verify import verify_greedy, verify_matching, verify_sampled
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,11 @@ class GenerationConfig:
     """Per-generation settings."""
 
     max_tokens: int = 256
-    sampling: SamplingParams = SamplingParams()
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     draft_max: int = 16
+    # With a seed, sampled tokens come from per-position generators, so the text is the
+    # same whatever the drafter (see verify.verify_matching).
+    seed: int | None = None
 
 
 def check_fits(target: Backend, prompt: Sequence[int]) -> None:
@@ -81,7 +84,7 @@ def generate(
             if len(draft) > k_max:
                 draft = draft.truncated(k_max)
             tv = time.perf_counter()
-            n_acc, nxt = _verify(target, context[-1], draft, sampling, rng)
+            n_acc, nxt = _verify(target, context, draft, config, rng)
             target.truncate(len(context) + n_acc)
             te = time.perf_counter()
             step = StepEvent(draft.source or drafter.name, len(draft), n_acc, tv - ts, te - tv)
@@ -123,16 +126,21 @@ def generate(
 
 def _verify(
     target: Backend,
-    last: int,
+    context: Sequence[int],
     draft: Draft,
-    sampling: SamplingParams,
+    config: GenerationConfig,
     rng: np.random.Generator,
 ) -> tuple[int, int]:
-    """Evaluate `last` plus the draft in one call and decide how much of it stands."""
-    batch = [last, *draft.tokens]
+    """Evaluate the last context token plus the draft in one call; decide what stands."""
+    batch = [context[-1], *draft.tokens]
     logits = target.eval(batch, len(batch))
+    sampling = config.sampling
     if sampling.greedy:
         return verify_greedy(draft.tokens, logits.argmax(axis=1).tolist())
     p_rows = [probabilities(row, sampling) for row in logits]
+    if config.seed is not None:
+        start = len(context)  # absolute position of the first token sampled here
+        rngs = [np.random.default_rng((config.seed, start + i)) for i in range(len(batch))]
+        return verify_matching(draft.tokens, p_rows, rngs)
     q_rows = draft.probs if len(draft.probs) == len(draft.tokens) else [None] * len(draft)
     return verify_sampled(draft.tokens, q_rows, p_rows, rng)

@@ -68,10 +68,10 @@ class NgramCounts:
         for n in range(1, self.max_order + 1):
             for key, row in self.tables[n].items():
                 padded = [*key, *([-1] * (self.max_order - n))]
-                for tok, c in row.items():
+                for tok, cnt in row.items():
                     keys.append(padded)
                     nexts.append(tok)
-                    counts.append(c)
+                    counts.append(cnt)
         k = np.asarray(keys, dtype=np.int32).reshape(-1, self.max_order)
         t = np.asarray(nexts, dtype=np.int32)
         c = np.asarray(counts, dtype=np.int32)
@@ -88,7 +88,7 @@ class NgramCounts:
         counts: npt.NDArray[np.int32],
     ) -> NgramCounts:
         out = cls(int(keys.shape[1]) if keys.ndim == 2 and keys.shape[1] else MAX_ORDER)
-        for key_row, tok, c in zip(keys.tolist(), nexts.tolist(), counts.tolist()):
+        for key_row, tok, c in zip(keys.tolist(), nexts.tolist(), counts.tolist(), strict=False):
             key = tuple(v for v in key_row if v >= 0)
             if key:
                 out.add(key, tok, c)

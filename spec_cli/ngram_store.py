@@ -24,14 +24,21 @@ def read_counts(path: Path) -> tuple[NgramCounts, str] | None:
             vocab = str(data["vocab"])
     except (OSError, ValueError, KeyError, EOFError):
         return None
-    except Exception:  # noqa: BLE001  (zipfile errors vary; a bad cache is never fatal)
+    except Exception:
         return None
     return counts, vocab
 
 
 def write_counts(path: Path, counts: NgramCounts, vocab: str, limit: int | None = None) -> bool:
     buf = io.BytesIO()
-    np.savez_compressed(buf, vocab=np.asarray(vocab), **counts.to_arrays(limit))
+    arrays = counts.to_arrays(limit)
+    np.savez_compressed(
+        buf,
+        vocab=np.asarray(vocab),
+        keys=arrays["keys"],
+        nexts=arrays["nexts"],
+        counts=arrays["counts"],
+    )
     return write_atomic(path, buf.getvalue())
 
 

@@ -3,6 +3,7 @@ commands get one."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ import numpy as np
 from spec_cli import hub
 from spec_cli.chat_template import render
 from spec_cli.compat import incompatibility
+from spec_cli.costs import CostModel
 from spec_cli.drafters.base import Drafter, NoDrafter
 from spec_cli.engine import GenerationConfig, generate
 from spec_cli.errors import IncompatibleDraftError, ModelError, UsageError
@@ -51,6 +53,7 @@ class Session:
         self.target = target
         self.draft = draft
         self.chat_template = chat_template  # a preset's override of the GGUF's template
+        self._costs: CostModel | None = None
 
     @property
     def model_path(self) -> str:
@@ -72,12 +75,39 @@ class Session:
         if name == "model":
             if self.draft is None:
                 raise UsageError("--drafter model needs a draft model: pass --draft PATH")
-            return ModelDrafter(self.draft)
+            return ModelDrafter(self.draft, vocab_limit=self.target.n_vocab)
+        if name == "ngram":
+            return self._ngram_drafter(ngram_cache)
         if name == "auto":
-            if self.draft is not None:
-                return ModelDrafter(self.draft)
-            return PromptLookupDrafter()
+            from spec_cli.drafters.auto import AutoDrafter
+
+            model = (
+                ModelDrafter(self.draft, vocab_limit=self.target.n_vocab)
+                if self.draft is not None
+                else None
+            )
+            cheap = [PromptLookupDrafter(), self._ngram_drafter(ngram_cache)]
+            return AutoDrafter(cheap, self.cost_model(), model)
         raise UsageError(f"unknown drafter {name!r}: choose one of {', '.join(DRAFTERS)}")
+
+    def _ngram_drafter(self, ngram_cache: str | None) -> Drafter:
+        from spec_cli.drafters.ngram import NgramDrafter
+        from spec_cli.ngram_store import PersistentNgrams, load_static
+
+        vocab = self.target.vocab_id()
+        static = load_static(ngram_cache, vocab) if ngram_cache else None
+        learn = os.environ.get("SPEC_NO_LEARN", "") in ("", "0")
+        return NgramDrafter(PersistentNgrams(vocab) if learn else None, static)
+
+    def cost_model(self) -> CostModel:
+        """This machine's measured costs for these models (cached after the first run)."""
+        from spec_cli.backend.llama_cpp import llama_cpp_version
+        from spec_cli.calibration import load_or_measure
+
+        if self._costs is None:
+            backend_id = f"llama.cpp-{llama_cpp_version()}"
+            self._costs = load_or_measure(self.target, self.draft, backend_id)
+        return self._costs
 
     def has_chat_template(self) -> bool:
         return (self.chat_template or self.target.chat_template()) is not None

@@ -33,10 +33,11 @@ def verify_greedy(draft: Sequence[int], target_argmax: Sequence[int]) -> tuple[i
 def residual(p: Probs, q: Probs) -> Probs:
     """Normalized (p - q)+; falls back to p when q covers p everywhere (p == q)."""
     r = np.maximum(p - q, 0.0)
-    total = r.sum()
+    total = float(r.sum())
     if total <= 0.0:
         return p
-    return r / total
+    out: Probs = r / total
+    return out
 
 
 def verify_sampled(
@@ -66,3 +67,23 @@ def verify_sampled(
             q[x] = 1.0
         return i, sample(residual(p, q), rng)
     return len(draft), sample(p_rows[len(draft)], rng)
+
+
+def verify_matching(
+    draft: Sequence[int], p_rows: Sequence[Probs], rngs: Sequence[np.random.Generator]
+) -> tuple[int, int]:
+    """Seeded verification: draw the target's own token at each position from that
+    position's generator and keep a draft token only when it equals that draw.
+
+    For any draft chosen independently of these draws this is rejection sampling with a
+    one-hot q (accept with probability p[x], otherwise a draw from p without x), so the
+    output follows p; and since the draws depend only on the position, a seeded run gives
+    the same text whatever the drafter proposed.
+    """
+    if len(p_rows) != len(draft) + 1 or len(rngs) != len(p_rows):
+        raise ValueError("need one p row and one generator per draft token plus one")
+    for i, x in enumerate(draft):
+        y = sample(p_rows[i], rngs[i])
+        if y != x:
+            return i, y
+    return len(draft), sample(p_rows[len(draft)], rngs[len(draft)])

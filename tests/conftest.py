@@ -39,13 +39,27 @@ def tiny_draft(tiny_dir: Path) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_other_vocab(tiny_dir: Path) -> str:
-    """A tiny model whose vocabulary differs from the target's (two extra tokens)."""
+    """A tiny model whose vocabulary differs from the target's (200 extra tokens: more
+    than the padding difference llama.cpp and spec tolerate)."""
     return str(
         write_tiny_gguf(
             tiny_dir / "other-vocab.gguf",
             seed=TINY_SEED,
-            extra_tokens=("he", "llo"),
+            extra_tokens=tuple(f"w{i}" for i in range(200)),
             name="tiny-other",
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_padded_vocab(tiny_dir: Path) -> str:
+    """The target's vocabulary plus two tokens at the end, as family members often pad."""
+    return str(
+        write_tiny_gguf(
+            tiny_dir / "padded-vocab.gguf",
+            seed=TINY_SEED,
+            extra_tokens=("he", "llo"),
+            name="tiny-padded",
         )
     )
 

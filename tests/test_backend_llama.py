@@ -11,8 +11,9 @@ from tiny_gguf import BOS, EOS
 
 from spec_cli.backend.base import sync_cache
 from spec_cli.backend.llama_cpp import LlamaCppBackend, LoadOptions, check_gguf
-from spec_cli.engine import GenerationConfig
+from spec_cli.engine import GenerationConfig, generate
 from spec_cli.errors import IncompatibleDraftError, ModelError, PromptError, UsageError
+from spec_cli.events import TokenEvent
 from spec_cli.result import consume
 from spec_cli.sampling import SamplingParams
 from spec_cli.session import ModelOptions, Session, open_session
@@ -247,6 +248,23 @@ def test_sampled_model_drafting_repeats_with_a_seed(tiny_model: str, tiny_draft:
 def test_incompatible_draft_is_refused(tiny_model: str, tiny_other_vocab: str) -> None:
     with pytest.raises(IncompatibleDraftError, match="vocabulary sizes differ"):
         open_session(ModelOptions(tiny_model, tiny_other_vocab, ctx_size=128, threads=THREADS))
+
+
+def test_slightly_padded_draft_vocabulary_is_accepted_and_drafts_stay_in_range(
+    tiny_model: str, tiny_padded_vocab: str
+) -> None:
+    """Same ids for every shared token, two extra at the end: accepted (as llama.cpp does),
+    and the draft model never proposes an id the target does not have."""
+    with open_session(
+        ModelOptions(tiny_model, tiny_padded_vocab, ctx_size=128, threads=THREADS)
+    ) as s:
+        assert s.draft is not None and s.draft.n_vocab == s.target.n_vocab + 2
+        drafter = s.make_drafter("model")
+        prompt = s.raw_prompt("hello world, hello")
+        events = generate(
+            s.target, drafter, prompt, GenerationConfig(24, draft_max=6), np.random.default_rng(0)
+        )
+        assert all(e.token < s.target.n_vocab for e in events if isinstance(e, TokenEvent))
 
 
 def test_compatible_draft_is_accepted(tiny_model: str, tiny_draft: str) -> None:

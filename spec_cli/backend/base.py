@@ -22,6 +22,8 @@ class VocabInfo:
     eos: int
     eog: frozenset[int]
     text_digest: str  # hash over every token's text and attributes
+    # 8 bytes per token (its text and attributes), to compare vocabularies of different sizes
+    token_digests: bytes = b""
 
 
 class Backend(Protocol):

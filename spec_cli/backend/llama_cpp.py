@@ -27,7 +27,7 @@ _initialised = False
 _VOCAB_KINDS = {0: "none", 1: "spm", 2: "bpe", 3: "wpm", 4: "ugm", 5: "rwkv", 6: "plamo2"}
 
 
-@lc.llama_log_callback  # type: ignore[misc]
+@lc.llama_log_callback  # type: ignore[misc,untyped-decorator]
 def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     # llama.cpp logs model loading at length on stderr; keep stderr for our own messages.
     if os.environ.get("SPEC_LLAMA_LOG"):
@@ -71,6 +71,7 @@ class LoadOptions:
     n_threads: int = 0  # 0: all physical cores
     n_gpu_layers: int = 0
     n_batch: int = 512
+    vocab_only: bool = False  # tokenizer and metadata only: no weights, no context
 
 
 def check_gguf(path: str) -> None:
@@ -98,6 +99,7 @@ class LlamaCppBackend:
         self.path = path
         mparams = lc.llama_model_default_params()
         mparams.n_gpu_layers = options.n_gpu_layers
+        mparams.vocab_only = options.vocab_only
         self._model = lc.llama_model_load_from_file(path.encode(), mparams)
         if not self._model:
             raise ModelError(f"llama.cpp could not load {path}: the file is corrupt or unsupported")
@@ -107,6 +109,14 @@ class LlamaCppBackend:
         n_ctx = options.n_ctx if options.n_ctx > 0 else n_ctx_train
         self.threads = options.n_threads or physical_cores()
         self.n_gpu_layers = options.n_gpu_layers
+        self._cached: list[int] = []
+        self._pieces: dict[int, bytes] = {}
+        self._add_bos = bool(lc.llama_vocab_get_add_bos(self._vocab))
+        self._closed = False
+        self._ctx = None
+        self.n_ctx = self.n_batch = 0
+        if options.vocab_only:
+            return
         cparams = lc.llama_context_default_params()
         cparams.n_ctx = n_ctx
         cparams.n_batch = min(options.n_batch, n_ctx)
@@ -126,10 +136,6 @@ class LlamaCppBackend:
         self.n_batch = int(cparams.n_batch)
         self._mem = lc.llama_get_memory(self._ctx)
         self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
-        self._cached: list[int] = []
-        self._pieces: dict[int, bytes] = {}
-        self._add_bos = bool(lc.llama_vocab_get_add_bos(self._vocab))
-        self._closed = False
 
     # -- tokens ---------------------------------------------------------------------------
 
@@ -246,12 +252,14 @@ class LlamaCppBackend:
         }
 
     def vocab_info(self) -> VocabInfo:
-        h = hashlib.sha256()
+        digests = bytearray()
         eog = []
         for t in range(self.n_vocab):
             raw = lc.llama_vocab_get_text(self._vocab, t) or b""
             attr = int(lc.llama_vocab_get_attr(self._vocab, t))
-            h.update(raw + b"\x00" + attr.to_bytes(4, "little", signed=True))
+            one = hashlib.blake2b(raw + b"\x00", digest_size=8)
+            one.update(attr.to_bytes(4, "little", signed=True))
+            digests += one.digest()
             if lc.llama_vocab_is_eog(self._vocab, t):
                 eog.append(t)
         specials = self.special_tokens()
@@ -261,7 +269,8 @@ class LlamaCppBackend:
             bos=specials["bos"],
             eos=specials["eos"],
             eog=frozenset(eog),
-            text_digest=h.hexdigest(),
+            text_digest=hashlib.sha256(digests).hexdigest(),
+            token_digests=bytes(digests),
         )
 
     def vocab_id(self) -> str:
@@ -286,8 +295,9 @@ class LlamaCppBackend:
         if self._closed:
             return
         self._closed = True
-        lc.llama_batch_free(self._batch)
-        lc.llama_free(self._ctx)
+        if self._ctx is not None:
+            lc.llama_batch_free(self._batch)
+            lc.llama_free(self._ctx)
         lc.llama_model_free(self._model)
 
     def __del__(self) -> None:
@@ -311,7 +321,16 @@ def supports_gpu_offload() -> bool:
     return bool(lc.llama_supports_gpu_offload())
 
 
-FTYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18}
+FTYPES = {
+    "f32": 0,
+    "f16": 1,
+    "q4_0": 2,
+    "q4_1": 3,
+    "q8_0": 7,
+    "q4_k_m": 15,
+    "q5_k_m": 17,
+    "q6_k": 18,
+}
 
 
 def quantize(src: str, dst: str, kind: str, threads: int = 0) -> None:

@@ -84,7 +84,7 @@ def run(
         events = session.stream(
             prompt,
             active,
-            GenerationConfig(max_tokens, sampling, draft_max),
+            GenerationConfig(max_tokens, sampling, draft_max, seed),
             np.random.default_rng(seed),
             gen_stats,
             stop or (),

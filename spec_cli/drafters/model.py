@@ -42,8 +42,11 @@ class ModelDrafter:
         backend: Backend,
         p_min: float = 0.0,
         should_continue: Callable[[Draft], bool] | None = None,
+        vocab_limit: int | None = None,
     ) -> None:
         self.backend = backend
+        # A draft vocabulary may be a little larger than the target's (padding ids).
+        self.vocab_limit = vocab_limit if vocab_limit is not None else backend.n_vocab
         self.p_min = p_min
         # Cost-aware early stop (set by `auto`): asked after each drafted token.
         self.should_continue = should_continue
@@ -72,7 +75,7 @@ class ModelDrafter:
                 q = probabilities(row, sampling)
                 tok = sample(q, rng)
                 conf = float(q[tok])
-            if conf < self.p_min and i > 0:
+            if (conf < self.p_min and i > 0) or tok >= self.vocab_limit:
                 break
             out.tokens.append(tok)
             out.probs.append(q)

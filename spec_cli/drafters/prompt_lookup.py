@@ -13,7 +13,9 @@ from spec_cli.sampling import SamplingParams
 _PRIOR = {1: 0.25, 2: 0.45, 3: 0.6, 4: 0.7}
 
 
-def lookup(tokens: Sequence[int], max_len: int, ngram_max: int = 4, ngram_min: int = 1) -> list[int]:
+def lookup(
+    tokens: Sequence[int], max_len: int, ngram_max: int = 4, ngram_min: int = 1
+) -> list[int]:
     """Find the longest suffix n-gram (n from ngram_max down to ngram_min) that occurred
     earlier in `tokens`, at its latest occurrence, and return up to `max_len` tokens that
     followed it. (Reference implementation; the drafter keeps an incremental index.)"""
@@ -28,7 +30,7 @@ def lookup(tokens: Sequence[int], max_len: int, ngram_max: int = 4, ngram_min: i
             if np.array_equal(arr[start : start + n], suffix):
                 follow = arr[start + n : start + n + max_len]
                 if len(follow):
-                    return follow.tolist()
+                    return [int(t) for t in follow]
     return []
 
 

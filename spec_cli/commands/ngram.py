@@ -1,0 +1,53 @@
+"""`spec ngram build`: a static n-gram cache from a corpus, for `--ngram-cache`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from spec_cli.commands import options as o
+
+app = typer.Typer(help="Build n-gram caches from a corpus.", no_args_is_help=True)
+
+
+@app.command("build")
+def build(
+    files: Annotated[list[Path], typer.Argument(help="Text files to learn from.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Cache file to write.")],
+    model: o.Model = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1000, help="Keep at most this many n-gram rows.")
+    ] = 2_000_000,
+) -> None:
+    """Count the 1..4-gram continuations of FILES with MODEL's tokenizer into OUTPUT."""
+    import sys
+
+    from spec_cli import hub
+    from spec_cli.backend.llama_cpp import LlamaCppBackend, LoadOptions
+    from spec_cli.errors import SpecError
+    from spec_cli.ngram_counts import NgramCounts
+    from spec_cli.ngram_store import write_counts
+    from spec_cli.prompts import decode_prompt
+
+    tokenizer = LlamaCppBackend(hub.resolve(model), LoadOptions(vocab_only=True))
+    counts = NgramCounts()
+    n_tokens = 0
+    try:
+        for path in files:
+            try:
+                data = path.read_bytes()
+            except OSError as e:
+                raise SpecError(f"cannot read {path}: {e.strerror}") from None
+            tokens = tokenizer.tokenize(decode_prompt(data, str(path)), add_bos=False)
+            counts.add_sequence(tokens)
+            n_tokens += len(tokens)
+        if not write_counts(output, counts, tokenizer.vocab_id(), limit):
+            raise SpecError(f"cannot write {output}: check the directory exists and is writable")
+    finally:
+        tokenizer.close()
+    sys.stderr.write(
+        f"learned {min(len(counts), limit)} n-gram contexts from {n_tokens} tokens "
+        f"in {len(files)} file(s) -> {output}\n"
+    )

@@ -1,0 +1,116 @@
+"""The cost-aware `auto` drafter: lossless, and drafting only where it pays."""
+
+from __future__ import annotations
+
+import numpy as np
+from fakes import FakeBackend, ScriptedDrafter, greedy_reference, table_rule
+
+from spec_cli.costs import MAX_BATCH, CostModel
+from spec_cli.drafters.auto import AutoDrafter
+from spec_cli.drafters.base import NoDrafter
+from spec_cli.drafters.model import ModelDrafter
+from spec_cli.drafters.ngram import NgramDrafter
+from spec_cli.drafters.prompt_lookup import PromptLookupDrafter
+from spec_cli.engine import GenerationConfig, generate
+from spec_cli.events import TokenEvent
+from spec_cli.sampling import SamplingParams
+from spec_cli.stats import GenerationStats
+
+
+def cycle_without_eos(context: list[int]) -> np.ndarray:
+    """Hand-computable target: after token t comes t % 13 + 1 (1..13, never EOS 0)."""
+    row = np.zeros(14, dtype=np.float32)
+    row[context[-1] % 13 + 1] = 5.0
+    return row
+
+
+BANDWIDTH_BOUND = CostModel(tuple(1.0 + 0.05 * i for i in range(MAX_BATCH)), 0.2)
+MODERATE = CostModel(tuple(1.0 + 0.4 * i for i in range(MAX_BATCH)), 0.2)
+COMPUTE_BOUND = CostModel(tuple(float(n) for n in range(1, MAX_BATCH + 1)), 0.2)
+
+
+def run(
+    target: FakeBackend,
+    drafter: object,
+    prompt: list[int],
+    n: int,
+    sampling: SamplingParams = SamplingParams(),
+    seed: int | None = None,
+) -> tuple[list[int], GenerationStats]:
+    stats = GenerationStats()
+    config = GenerationConfig(n, sampling, draft_max=16, seed=seed)
+    events = generate(target, drafter, prompt, config, np.random.default_rng(1), stats)  # type: ignore[arg-type]
+    return [e.token for e in events if isinstance(e, TokenEvent)], stats
+
+
+def cheap() -> list[object]:
+    return [PromptLookupDrafter(), NgramDrafter()]
+
+
+def test_greedy_auto_equals_plain_decoding_with_every_drafter_kind() -> None:
+    target = FakeBackend(table_rule(seed=3), n_ctx=512)
+    draft_model = FakeBackend(table_rule(seed=3), n_ctx=512)  # an exact self-draft
+    prompt = [1, 2, 3, 1, 2, 3, 13, 1, 2]
+    expected = greedy_reference(target, prompt, 120)
+    for model in (None, ModelDrafter(draft_model)):
+        auto = AutoDrafter(cheap(), BANDWIDTH_BOUND, model)  # type: ignore[arg-type]
+        tokens, stats = run(target, auto, prompt, 120)
+        assert tokens == expected
+        assert stats.target_calls < 120 or model is None
+
+
+def test_a_perfect_draft_model_is_used_long_on_cheap_verification() -> None:
+    target = FakeBackend(table_rule(seed=5), n_ctx=512)
+    auto = AutoDrafter(
+        [], BANDWIDTH_BOUND, ModelDrafter(FakeBackend(table_rule(seed=5), n_ctx=512))
+    )
+    tokens, stats = run(target, auto, [1, 2], 100)
+    assert tokens == greedy_reference(target, [1, 2], 100)
+    assert stats.mean_accepted_length > 4
+
+
+def test_compute_bound_target_is_left_to_plain_decoding() -> None:
+    """When n tokens cost n steps no uncertain draft pays: nearly every step drafts nothing
+    (a short exploratory draft every EXPLORE_EVERY steps is allowed)."""
+    target = FakeBackend(table_rule(seed=2), n_ctx=512)
+    auto = AutoDrafter(cheap(), COMPUTE_BOUND)  # type: ignore[arg-type]
+    tokens, stats = run(target, auto, [1, 2, 3, 4, 1, 2, 3], 200)
+    assert tokens == greedy_reference(target, [1, 2, 3, 4, 1, 2, 3], 200)
+    assert stats.steps_without_draft >= 0.85 * stats.target_calls
+
+
+def test_wrong_drafters_are_learned_and_dropped() -> None:
+    target = FakeBackend(cycle_without_eos, n_ctx=512)
+    always_wrong = ScriptedDrafter(lambda ctx, k: [(ctx[-1] + 5) % 14] * k, name="wrong")
+    auto = AutoDrafter([always_wrong], MODERATE)  # type: ignore[list-item]
+    _, stats = run(target, auto, [1], 150)
+    assert stats.per_drafter["wrong"].accepted == 0
+    # After a few failures it stops drafting (only exploration remains).
+    assert stats.steps_without_draft >= 0.8 * stats.target_calls
+
+
+def test_repetitive_text_is_copied_in_long_drafts() -> None:
+    target = FakeBackend(cycle_without_eos, n_ctx=512)
+    prompt = list(range(1, 14)) * 2
+    auto = AutoDrafter(cheap(), BANDWIDTH_BOUND)  # type: ignore[arg-type]
+    tokens, stats = run(target, auto, prompt, 150)
+    assert tokens == greedy_reference(target, prompt, 150)
+    assert stats.mean_accepted_length > 6
+
+
+def test_seeded_sampling_gives_the_same_text_whatever_the_drafter() -> None:
+    """With --seed, each position's token is the target's own seeded draw, so drafts can
+    change the speed but never the text."""
+    target = FakeBackend(table_rule(seed=4, scale=1.0), n_ctx=512)
+    sampling = SamplingParams(temperature=0.9, top_k=8)
+    prompt = [1, 2, 3]
+    plain, _ = run(target, NoDrafter(), prompt, 80, sampling, seed=7)
+    for drafter in (
+        PromptLookupDrafter(),
+        ModelDrafter(FakeBackend(table_rule(seed=4, scale=1.0), n_ctx=512)),
+        AutoDrafter(cheap(), BANDWIDTH_BOUND),  # type: ignore[arg-type]
+    ):
+        tokens, _ = run(target, drafter, prompt, 80, sampling, seed=7)
+        assert tokens == plain
+    other, _ = run(target, NoDrafter(), prompt, 80, sampling, seed=8)
+    assert other != plain

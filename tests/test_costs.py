@@ -1,0 +1,99 @@
+"""The cost model's length choice and the cached calibration."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from fakes import FakeBackend
+
+from spec_cli import calibration
+from spec_cli.costs import MAX_BATCH, CostModel, _interpolate
+
+FLAT = CostModel(tuple([1.0] * MAX_BATCH))  # verifying n tokens costs the same as one
+LINEAR = CostModel(tuple(float(n) for n in range(1, MAX_BATCH + 1)))  # compute-bound
+
+
+def test_free_verification_drafts_everything_that_may_pass() -> None:
+    k, value = FLAT.best_length([0.9] * 8)
+    assert k == 8
+    assert value == pytest.approx(1 + sum(0.9**i for i in range(1, 9)))
+
+
+def test_linear_cost_never_drafts_uncertain_tokens() -> None:
+    """When n tokens cost n single steps, only a sure draft breaks even."""
+    assert LINEAR.best_length([0.99] * 8) == (0, 1.0)
+    assert LINEAR.best_length([])[0] == 0
+
+
+def test_hand_computed_choice() -> None:
+    # Costs 1, 1.5, 2: k=1 gives (1+0.8)/1.5 = 1.2; k=2 gives (1+0.8+0.08)/2 = 0.94.
+    model = CostModel((1.0, 1.5, 2.0))
+    k, value = model.best_length([0.8, 0.1])
+    assert k == 1
+    assert value == pytest.approx(1.2)
+
+
+def test_draft_cost_and_sunk_tokens() -> None:
+    model = CostModel((1.0, 1.2, 1.4, 1.6))
+    # k=1: 1.9 / (1.2 + 0.8) < 1 and k=2: 2.71 / (1.4 + 1.6) < 1, so drafting does not pay.
+    assert model.best_length([0.9, 0.9], draft_cost=0.8)[0] == 0
+    # Once drafted, tokens cost nothing more: 2.71 / 1.4 makes keeping both best.
+    k, value = model.best_length([0.9, 0.9], draft_cost=0.8, sunk=2)
+    assert k == 2
+    assert value == pytest.approx(2.71 / 1.4)
+
+
+def test_ceiling_is_perfect_free_drafting_at_the_best_length() -> None:
+    model = CostModel(_interpolate([1, 8, 33], [1.0, 2.0, 8.0], MAX_BATCH))
+    k, speed = model.ceiling()
+    assert speed == pytest.approx(max((n) / model.verify_cost(n) for n in range(1, 34)))
+    assert k == max(range(1, 34), key=lambda n: n / model.verify_cost(n)) - 1
+
+
+def test_measured_curve_is_made_monotone() -> None:
+    curve = _interpolate([1, 2, 4], [1.0, 0.9, 2.0], 4)
+    assert list(curve) == sorted(curve)
+    assert curve[0] == 1.0
+
+
+def test_calibration_is_cached_and_rebuilt_when_corrupt_or_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPEC_CACHE_DIR", str(tmp_path))
+    calls = []
+
+    def fake_calibrate(target: object, draft: object) -> CostModel:
+        calls.append(1)
+        return CostModel(tuple(1.0 + 0.1 * i for i in range(MAX_BATCH)), 0.3, 0.01)
+
+    monkeypatch.setattr(calibration, "calibrate", fake_calibrate)
+    target = FakeBackend()
+    first = calibration.load_or_measure(target, None, "test")
+    again = calibration.load_or_measure(target, None, "test")
+    assert again == first and len(calls) == 1
+
+    (path,) = (tmp_path / "calibration").glob("*.json")
+    path.write_text("{truncated")
+    calibration.load_or_measure(target, None, "test")
+    assert len(calls) == 2
+
+    data = json.loads(path.read_text())
+    data["measured_at"] = time.time() - calibration.MAX_AGE_SECONDS - 10
+    path.write_text(json.dumps(data))
+    calibration.load_or_measure(target, None, "test")
+    assert len(calls) == 3
+
+    # Other settings (here another backend build) get their own measurement.
+    calibration.load_or_measure(target, None, "other-build")
+    assert len(calls) == 4
+
+
+def test_unwritable_cache_is_not_fatal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("SPEC_CACHE_DIR", str(blocker))  # a file where a directory should be
+    monkeypatch.setattr(calibration, "calibrate", lambda t, d: CostModel(tuple([1.0] * MAX_BATCH)))
+    assert calibration.load_or_measure(FakeBackend(), None, "x").verify[0] == 1.0

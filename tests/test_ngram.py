@@ -1,0 +1,121 @@
+"""N-gram counts, the n-gram drafter and its cache files."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+
+from spec_cli.drafters.ngram import NgramDrafter
+from spec_cli.ngram_counts import NgramCounts
+from spec_cli.ngram_store import PersistentNgrams, read_counts, write_counts
+from spec_cli.sampling import SamplingParams
+
+GREEDY = SamplingParams()
+RNG = np.random.default_rng(0)
+
+
+def test_lookup_prefers_longest_context_and_most_frequent_continuation() -> None:
+    counts = NgramCounts()
+    counts.add_sequence([1, 2, 3, 9, 1, 2, 3, 9, 5, 2, 3, 7])
+    # Order 3 context (1, 2, 3) was followed by 9 twice.
+    assert counts.lookup([1, 2, 3]) == (9, 2, 2, 3)
+    assert counts.lookup([5, 2, 3]) == (7, 1, 1, 3)
+    # (4, 2, 3) was never seen; order 2 (2, 3): 9 twice, 7 once -> 9 with count 2 of 3.
+    assert counts.lookup([4, 2, 3]) == (9, 2, 3, 2)
+    assert counts.lookup([42]) is None
+
+
+def test_incremental_updates_equal_a_full_rebuild() -> None:
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(0, 6, 300).tolist()
+    drafter = NgramDrafter()
+    drafter.begin(tokens[:5])
+    for end in range(5, len(tokens), 7):
+        drafter.draft(tokens[:end], 4, GREEDY, RNG)
+    drafter.draft(tokens, 4, GREEDY, RNG)
+    rebuilt = NgramCounts()
+    rebuilt.add_sequence(tokens)
+    assert drafter.context.tables == rebuilt.tables
+
+
+def test_drafter_chains_the_most_likely_continuation_with_confidence() -> None:
+    context = [1, 2, 3, 4, 5, 6, 1, 2, 3]
+    drafter = NgramDrafter()
+    drafter.begin(context)
+    draft = drafter.draft(context, 3, GREEDY, RNG)
+    assert draft.tokens == [4, 5, 6]
+    assert draft.source == "ngram"
+    assert all(0 < c < 1 for c in draft.confidence)
+    assert len(draft.features) == 3
+
+
+def test_static_and_learned_sources_are_consulted_after_the_context() -> None:
+    static = NgramCounts()
+    static.add_sequence([7, 8, 9, 10, 11])
+    drafter = NgramDrafter(static=static)
+    drafter.begin([1, 7, 8])
+    assert drafter.draft([1, 7, 8], 3, GREEDY, RNG).tokens == [9, 10, 11]
+
+
+def test_cache_file_round_trip_and_size_bound(tmp_path: Path) -> None:
+    counts = NgramCounts()
+    counts.add_sequence(list(range(50)) * 3)
+    path = tmp_path / "c.npz"
+    assert write_counts(path, counts, "vocab-a", limit=40)
+    loaded = read_counts(path)
+    assert loaded is not None
+    small, vocab = loaded
+    assert vocab == "vocab-a"
+    assert sum(len(r) for t in small.tables for r in t.values()) == 40
+
+
+def test_corrupt_or_truncated_cache_is_ignored_and_rebuilt(tmp_path: Path) -> None:
+    store = PersistentNgrams("v", tmp_path)
+    store.path.parent.mkdir(parents=True, exist_ok=True)
+    store.path.write_bytes(b"PK\x03\x04 not really a zip")
+    assert len(store.load()) == 0
+    new = NgramCounts()
+    new.add_sequence([1, 2, 3, 4])
+    assert store.learn(new)
+    assert store.load().lookup([2, 3]) == (4, 1, 1, 2)
+
+
+def test_learned_cache_for_another_vocabulary_is_not_used(tmp_path: Path) -> None:
+    counts = NgramCounts()
+    counts.add_sequence([1, 2, 3])
+    PersistentNgrams("vocab-a", tmp_path).learn(counts)
+    assert len(PersistentNgrams("vocab-b", tmp_path).load()) == 0
+    assert len(PersistentNgrams("vocab-a", tmp_path).load()) > 0
+
+
+def _learn_many(args: tuple[str, int]) -> None:
+    directory, seed = args
+    store = PersistentNgrams("v", Path(directory))
+    for i in range(5):
+        c = NgramCounts()
+        c.add(((seed * 100 + i),), 1)  # a key only this writer uses
+        c.add((1, 2), 3)  # a key every writer bumps
+        store.learn(c)
+
+
+def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    """Four processes each add 5 updates under the lock: every update survives."""
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        pool.map(_learn_many, [(str(tmp_path), s) for s in range(4)])
+    merged = PersistentNgrams("v", tmp_path).load()
+    assert merged.tables[2][(1, 2)][3] == 20
+    assert len(merged.tables[1]) == 20
+
+
+def test_drafter_teaches_the_persistent_cache_on_close(tmp_path: Path) -> None:
+    store = PersistentNgrams("v", tmp_path)
+    drafter = NgramDrafter(persistent=store)
+    context = [5, 6, 7, 8, 9]
+    drafter.begin(context)
+    drafter.draft(context, 2, GREEDY, RNG)
+    drafter.close()
+    fresh = NgramDrafter(persistent=PersistentNgrams("v", tmp_path))
+    fresh.begin([1, 5, 6])
+    assert fresh.draft([1, 5, 6], 3, GREEDY, RNG).tokens == [7, 8, 9]
