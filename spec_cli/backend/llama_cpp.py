@@ -6,6 +6,7 @@ high-level `Llama.eval` would copy every row into Python and cost speed.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -15,12 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import llama_cpp as lc
 import numpy as np
 
 from spec_cli.backend.base import Logits, VocabInfo
 from spec_cli.errors import ModelError, PromptError
-
-import llama_cpp as lc  # noqa: E402  (after the stdlib so --help never pays for it)
 
 _init_lock = threading.Lock()
 _initialised = False
@@ -301,10 +301,8 @@ class LlamaCppBackend:
         lc.llama_model_free(self._model)
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
 
 def llama_cpp_version() -> str:
