@@ -93,17 +93,17 @@ def compare_llama_cpp_python(args: argparse.Namespace) -> None:
         prompt = prompt_tokens(session, path)
         llm = Llama(session.model_path, n_ctx=4096, n_threads=threads, verbose=False)
         for _ in range(args.repeats):
-            speed, _ = run_once(session, "none", prompt, args.max_tokens)
+            speed, ours_tokens = run_once(session, "none", prompt, args.max_tokens)
             ours_s.append(speed)
             llm.reset()
             n, first, last = 0, 0.0, 0.0
-            for tok in llm.generate(prompt, temp=0.0, top_k=1, reset=True):
+            for _ in llm.generate(prompt, temp=0.0, top_k=1, reset=True):
                 now = time.perf_counter()
                 if n == 0:
                     first = now  # prefill and first token excluded, as in our stats
                 n += 1
                 last = now
-                if n >= args.max_tokens or llm._model.token_is_eog(tok):
+                if n >= len(ours_tokens):  # the same number of tokens as ours
                     break
             theirs_s.append((n - 1) / (last - first))
     ours, theirs = statistics.median(ours_s), statistics.median(theirs_s)

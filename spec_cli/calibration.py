@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,11 @@ def _from_json(data: Any) -> CostModel | None:
 
 
 def load_or_measure(
-    target: Backend, draft: Backend | None, backend_id: str, refresh: bool = False
+    target: Backend,
+    draft: Backend | None,
+    backend_id: str,
+    refresh: bool = False,
+    on_measure: Callable[[], None] | None = None,
 ) -> CostModel:
     """The cached cost model for these settings, measuring (a few seconds) when missing,
     corrupt, older than two weeks or when `refresh` is set."""
@@ -64,6 +69,8 @@ def load_or_measure(
         # Another run may have measured while we waited for the lock.
         model = None if refresh else _from_json(read_json(path))
         if model is None:
+            if on_measure is not None:
+                on_measure()
             model = calibrate(target, draft)
             write_json(
                 path,

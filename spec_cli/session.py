@@ -106,7 +106,14 @@ class Session:
 
         if self._costs is None:
             backend_id = f"llama.cpp-{llama_cpp_version()}"
-            self._costs = load_or_measure(self.target, self.draft, backend_id)
+            self._costs = load_or_measure(
+                self.target,
+                self.draft,
+                backend_id,
+                on_measure=lambda: hub.note(
+                    "measuring this machine's verify costs once for this model (a few seconds)"
+                ),
+            )
         return self._costs
 
     def has_chat_template(self) -> bool:

@@ -24,6 +24,21 @@ class DrafterCounts:
         }
 
 
+_SUMMED = (
+    "prompt_tokens",
+    "generated_tokens",
+    "target_calls",
+    "drafted_tokens",
+    "accepted_tokens",
+    "steps_without_draft",
+    "prefill_seconds",
+    "decode_seconds",
+    "draft_seconds",
+    "verify_seconds",
+    "wall_seconds",
+)
+
+
 @dataclass
 class GenerationStats:
     """Everything `--stats` and `--json` report about one generation."""
@@ -68,19 +83,16 @@ class GenerationStats:
 
     def merge(self, other: GenerationStats) -> None:
         """Add another generation's totals (used for session-wide chat stats)."""
-        for name in (
-            "prompt_tokens generated_tokens target_calls drafted_tokens accepted_tokens "
-            "steps_without_draft"
-        ).split():
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        for name in "prefill_seconds decode_seconds draft_seconds verify_seconds wall_seconds".split():
+        for name in _SUMMED:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for key, c in other.per_drafter.items():
             mine = self.per_drafter.setdefault(key, DrafterCounts())
             mine.drafted += c.drafted
             mine.accepted += c.accepted
             mine.steps += c.steps
-        for i, (d, a) in enumerate(zip(other.position_drafted, other.position_accepted)):
+        for i, (d, a) in enumerate(
+            zip(other.position_drafted, other.position_accepted, strict=True)
+        ):
             if i >= len(self.position_drafted):
                 self.position_drafted.append(0)
                 self.position_accepted.append(0)
@@ -101,7 +113,8 @@ class GenerationStats:
         return self.generated_tokens / self.decode_seconds if self.decode_seconds > 0 else 0.0
 
     def position_rates(self) -> list[float]:
-        return [a / d if d else 0.0 for d, a in zip(self.position_drafted, self.position_accepted)]
+        pairs = zip(self.position_drafted, self.position_accepted, strict=True)
+        return [a / d if d else 0.0 for d, a in pairs]
 
     def as_dict(self) -> dict[str, Any]:
         """The `stats` object of `--json`."""

@@ -312,7 +312,8 @@ def llama_cpp_version() -> str:
 
 def system_info() -> str:
     _ensure_backend()
-    return lc.llama_print_system_info().decode(errors="replace").strip()
+    info: bytes = lc.llama_print_system_info()
+    return info.decode(errors="replace").strip()
 
 
 def supports_gpu_offload() -> bool:

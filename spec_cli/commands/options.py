@@ -16,9 +16,7 @@ DraftModel = Annotated[
 ]
 DrafterName = Annotated[
     str,
-    typer.Option(
-        "--drafter", help="auto, none (plain decoding), prompt-lookup, ngram or model."
-    ),
+    typer.Option("--drafter", help="auto, none (plain decoding), prompt-lookup, ngram or model."),
 ]
 DraftMax = Annotated[int, typer.Option("--draft-max", min=0, max=64, help="Longest draft.")]
 MaxTokens = Annotated[
@@ -34,14 +32,18 @@ MinP = Annotated[
     float, typer.Option("--min-p", min=0.0, max=1.0, help="Drop tokens below min-p x top prob.")
 ]
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed for repeatable sampling.")]
-CtxSize = Annotated[int, typer.Option("--ctx-size", "-c", min=0, help="Context tokens (0: model's).")]
+CtxSize = Annotated[
+    int, typer.Option("--ctx-size", "-c", min=0, help="Context tokens (0: the model's own).")
+]
 Threads = Annotated[
     int, typer.Option("--threads", min=0, help="CPU threads (0: all physical cores).")
 ]
 GpuLayers = Annotated[
     int,
     typer.Option(
-        "--gpu-layers", "-ngl", min=-1,
+        "--gpu-layers",
+        "-ngl",
+        min=-1,
         help="Target layers to offload to the GPU (-1: all; needs a Metal/CUDA build).",
     ),
 ]
