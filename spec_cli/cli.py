@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from spec_cli.commands.bench import bench
 from spec_cli.commands.models import app as models_app
 from spec_cli.commands.chat import chat
 from spec_cli.commands.run import run
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.command()(run)
 app.command()(chat)
+app.command()(bench)
 app.add_typer(models_app, name="models")
 
 

@@ -1,0 +1,1 @@
+"""`spec bench`: suites, the interleaving runner, metrics and output files."""

@@ -1,0 +1,106 @@
+"""Turn summaries into advice: which method to use on this machine, and caveats."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from spec_cli.bench.metrics import OVERALL, Summary
+from spec_cli.bench.runner import BASELINE
+
+# Below this a method is within run-to-run noise of plain decoding on a laptop.
+HELPS_OVERALL = 1.05
+# A category-only win must be clearer to be worth switching methods for that kind of input.
+HELPS_CATEGORY = 1.10
+DEFAULT_DRAFT_MAX = 16
+# Plain decoding speed varies little between prompts of a suite on a quiet machine (prompt
+# length changes it by well under 2x); more spread means something else used the CPU.
+NOISY_SPREAD = 2.0
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The method to use (`none`: plain decoding), the command line and a one-line reason."""
+
+    method: str
+    command: str
+    text: str
+
+
+def run_command(method: str, draft_model: str | None, draft_max: int) -> str:
+    """The `spec run` options that reproduce a benchmarked method."""
+    cmd = f"spec run --drafter {method}"
+    if draft_model and method in ("model", "auto"):
+        cmd += f" --draft {draft_model}"
+    if method != BASELINE and draft_max != DEFAULT_DRAFT_MAX:
+        cmd += f" --draft-max {draft_max}"
+    return cmd
+
+
+def recommend(
+    summaries: Sequence[Summary], draft_model: str | None, draft_max: int
+) -> Recommendation | None:
+    """The best speculative method overall if it pays, else a category where one does."""
+    overall = {
+        s.method: s.speedup
+        for s in summaries
+        if s.category == OVERALL and s.method != BASELINE and s.speedup is not None
+    }
+    if not overall:
+        return None
+    best = max(overall, key=lambda m: overall[m] or 0.0)
+    best_speedup = overall[best] or 0.0
+    per_category = [
+        s for s in summaries if s.category != OVERALL and s.method != BASELINE and s.speedup
+    ]
+    several = len({s.category for s in per_category}) > 1
+    if best_speedup >= HELPS_OVERALL:
+        command = run_command(best, draft_model, draft_max)
+        text = f"{best}: "
+        mine = [s for s in per_category if s.method == best]
+        if several and mine:
+            top = max(mine, key=lambda s: s.speedup or 0.0)
+            text += f"{top.speedup:.2f}x on {top.category}, "
+        text += f"{best_speedup:.2f}x overall; use `{command}`"
+        return Recommendation(best, command, text)
+    command = run_command(BASELINE, None, draft_max)
+    niche = max(per_category, key=lambda s: s.speedup or 0.0, default=None)
+    if several and niche is not None and (niche.speedup or 0.0) >= HELPS_CATEGORY:
+        text = (
+            f"plain decoding is as fast overall (best: {best} {best_speedup:.2f}x), but "
+            f"{niche.method} gives {niche.speedup:.2f}x on {niche.category}: use "
+            f"`{run_command(niche.method, draft_model, draft_max)}` for that kind of input"
+        )
+        return Recommendation(BASELINE, command, text)
+    text = (
+        f"speculation does not pay here with these models (best: {best} "
+        f"{best_speedup:.2f}x); use `{command}`"
+    )
+    return Recommendation(BASELINE, command, text)
+
+
+def caveats(summaries: Sequence[Summary], rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Lines worth reading next to the numbers: a noisy machine, outputs that differ."""
+    lines = []
+    speeds = [
+        r["tokens_per_second"]
+        for r in rows
+        if r["method"] == BASELINE and r["tokens_per_second"] > 0
+    ]
+    if len(speeds) >= 3 and max(speeds) > NOISY_SPREAD * min(speeds):
+        lines.append(
+            f"plain decoding ran at {min(speeds):.1f} to {max(speeds):.1f} tok/s across "
+            "prompts: the machine was busy or throttling, so speedups are noisy; close other "
+            "programs and plug in the charger, and use --repeats to average the noise out"
+        )
+    for s in summaries:
+        if s.category != OVERALL or s.method == BASELINE or not s.compared:
+            continue
+        differ = s.compared - s.matched
+        if differ:
+            lines.append(
+                f"{s.method}: {differ} of {s.compared} greedy outputs differ from plain "
+                "decoding (batched verification can round near-tied logits differently)"
+            )
+    return lines
