@@ -8,8 +8,9 @@ import sys
 import typer
 
 from spec_cli.commands.bench import bench
-from spec_cli.commands.models import app as models_app
 from spec_cli.commands.chat import chat
+from spec_cli.commands.models import app as models_app
+from spec_cli.commands.ngram import app as ngram_app
 from spec_cli.commands.run import run
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app.command()(run)
 app.command()(chat)
 app.command()(bench)
 app.add_typer(models_app, name="models")
+app.add_typer(ngram_app, name="ngram")
 
 
 @app.callback()
@@ -33,10 +35,12 @@ def _root() -> None:
 
 def _click_exceptions() -> tuple[type[BaseException], type[BaseException]]:
     """(ClickException, Abort) from the click that Typer uses (newer Typers vendor it)."""
+    import importlib
+
     try:
-        from typer._click import exceptions as ex  # type: ignore[import-not-found]
+        ex = importlib.import_module("typer._click.exceptions")
     except ImportError:
-        from click import exceptions as ex
+        ex = importlib.import_module("click.exceptions")
     return ex.ClickException, typer.Abort
 
 
@@ -81,7 +85,12 @@ def main() -> None:
         sys.exit(130)
     except BrokenPipeError:
         _quiet_broken_pipe()
-    except Exception as e:  # noqa: BLE001
+    except SystemExit as e:
+        # Typer turns EPIPE into exit(1) inside its handler for the OSError: still quiet, 0.
+        if isinstance(e.__context__, BrokenPipeError):
+            _quiet_broken_pipe()
+        raise
+    except Exception as e:
         if debug:
             raise
         _fail(f"{type(e).__name__}: {e} (set SPEC_DEBUG=1 for a traceback)", 1)

@@ -73,7 +73,7 @@ def test_compute_bound_target_is_left_to_plain_decoding() -> None:
     """When n tokens cost n steps no uncertain draft pays: nearly every step drafts nothing
     (a short exploratory draft every EXPLORE_EVERY steps is allowed)."""
     target = FakeBackend(table_rule(seed=2), n_ctx=512)
-    auto = AutoDrafter(cheap(), COMPUTE_BOUND)  # type: ignore[arg-type]
+    auto = AutoDrafter(cheap(), COMPUTE_BOUND, learn_costs=False)  # type: ignore[arg-type]
     tokens, stats = run(target, auto, [1, 2, 3, 4, 1, 2, 3], 200)
     assert tokens == greedy_reference(target, [1, 2, 3, 4, 1, 2, 3], 200)
     assert stats.steps_without_draft >= 0.85 * stats.target_calls
@@ -82,7 +82,7 @@ def test_compute_bound_target_is_left_to_plain_decoding() -> None:
 def test_wrong_drafters_are_learned_and_dropped() -> None:
     target = FakeBackend(cycle_without_eos, n_ctx=512)
     always_wrong = ScriptedDrafter(lambda ctx, k: [(ctx[-1] + 5) % 14] * k, name="wrong")
-    auto = AutoDrafter([always_wrong], MODERATE)  # type: ignore[list-item]
+    auto = AutoDrafter([always_wrong], MODERATE, learn_costs=False)  # type: ignore[list-item]
     _, stats = run(target, auto, [1], 150)
     assert stats.per_drafter["wrong"].accepted == 0
     # After a few failures it stops drafting (only exploration remains).

@@ -10,7 +10,7 @@ import pytest
 from fakes import FakeBackend
 
 from spec_cli import calibration
-from spec_cli.costs import MAX_BATCH, CostModel, _interpolate
+from spec_cli.costs import MAX_BATCH, CostModel, OnlineCosts, _interpolate
 
 FLAT = CostModel(tuple([1.0] * MAX_BATCH))  # verifying n tokens costs the same as one
 LINEAR = CostModel(tuple(float(n) for n in range(1, MAX_BATCH + 1)))  # compute-bound
@@ -97,3 +97,27 @@ def test_unwritable_cache_is_not_fatal(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("SPEC_CACHE_DIR", str(blocker))  # a file where a directory should be
     monkeypatch.setattr(calibration, "calibrate", lambda t, d: CostModel(tuple([1.0] * MAX_BATCH)))
     assert calibration.load_or_measure(FakeBackend(), None, "x").verify[0] == 1.0
+
+
+def test_online_costs_follow_the_machine_not_a_stale_calibration() -> None:
+    """Calibrated: 2 tokens cost 1.1x. Observed: single calls 10 ms, 2-token calls 20 ms.
+    After enough steps the model mostly believes the observations (2x), and the single-call
+    time follows the machine."""
+    prior = CostModel(tuple(1.0 + 0.1 * i for i in range(MAX_BATCH)), 0.5, 0.005)
+    online = OnlineCosts(prior)
+    for _ in range(32):
+        online.observe(1, 0.010)
+        online.observe(2, 0.020)
+    model = online.model
+    assert model.target_seconds == pytest.approx(0.010)
+    assert 1.5 < model.verify_cost(2) <= 2.0  # most of the way, the prior still counts
+    # The draft model's absolute time (0.5 x 5 ms) is now a quarter of a 10 ms call.
+    assert model.draft_token == pytest.approx(0.25)
+    assert list(model.verify) == sorted(model.verify)
+
+
+def test_online_costs_keep_the_prior_without_evidence() -> None:
+    prior = CostModel(tuple(1.0 + 0.1 * i for i in range(MAX_BATCH)), 0.5, 0.005)
+    online = OnlineCosts(prior)
+    online.observe(1, 0.005)
+    assert online.model is prior

@@ -3,12 +3,13 @@ expected gain under this machine's measured cost curve (possibly no draft at all
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
 
 from spec_cli.acceptance import AcceptanceModel
-from spec_cli.costs import CostModel
+from spec_cli.costs import CostModel, OnlineCosts
 from spec_cli.drafters.base import Draft, Drafter
 from spec_cli.drafters.model import ModelDrafter
 from spec_cli.sampling import SamplingParams
@@ -30,10 +31,15 @@ class AutoDrafter:
     name = "auto"
 
     def __init__(
-        self, cheap: Sequence[Drafter], costs: CostModel, model: ModelDrafter | None = None
+        self,
+        cheap: Sequence[Drafter],
+        costs: CostModel,
+        model: ModelDrafter | None = None,
+        learn_costs: bool = True,
     ) -> None:
         self.cheap = list(cheap)
-        self.costs = costs
+        self.online = OnlineCosts(costs)
+        self.learn_costs = learn_costs
         self.model = model
         self.acceptance = AcceptanceModel()
         self._since_model = 0
@@ -41,6 +47,12 @@ class AutoDrafter:
         if model is not None:
             model.should_continue = self._model_should_continue
         self._max_len = 0
+        self._verify_started = 0.0  # when the last draft went to the target
+        self._batch = 1
+
+    @property
+    def costs(self) -> CostModel:
+        return self.online.model
 
     def begin(self, context: Sequence[int]) -> None:
         for d in self._all():
@@ -85,6 +97,8 @@ class AutoDrafter:
                 # Keep estimates honest: a short look at a proposal we keep turning down.
                 self._since_explore = 0
                 best = runner_up.truncated(2)
+        self._batch = len(best) + 1
+        self._verify_started = time.perf_counter()
         return best
 
     def _model_worth_it(self, best_value: float, max_len: int) -> bool:
@@ -103,6 +117,9 @@ class AutoDrafter:
         return k > len(draft)
 
     def feedback(self, context: Sequence[int], draft: Draft, accepted: int) -> None:
+        # The engine verifies between our draft() and this call: that is the target's time.
+        if self.learn_costs:
+            self.online.observe(self._batch, time.perf_counter() - self._verify_started)
         if draft.tokens:
             self.acceptance.record(draft, accepted)
         for d in self._all():

@@ -91,4 +91,4 @@ class ModelDrafter:
         pass
 
     def close(self) -> None:
-        self.backend.close()
+        pass  # the session owns the draft model and closes it
