@@ -41,14 +41,16 @@ def prompt_tokens(session: Session, path: Path) -> list[int]:
     return session.raw_prompt(text)
 
 
-def run_once(session: Session, method: str, prompt: list[int], n: int) -> tuple[float, list[int]]:
+def run_once(
+    session: Session, method: str, prompt: list[int], n: int
+) -> tuple[float, list[int], GenerationStats]:
     drafter = session.make_drafter(method)
     stats = GenerationStats()
-    config = GenerationConfig(max_tokens=n, draft_max=32)
+    config = GenerationConfig(max_tokens=n, draft_max=16)  # the CLI default
     events = generate(session.target, drafter, prompt, config, np.random.default_rng(0), stats)
     tokens = [e.token for e in events if isinstance(e, TokenEvent)]
     drafter.close()
-    return stats.tokens_per_second, tokens
+    return stats.tokens_per_second, tokens, stats
 
 
 def compare_methods(args: argparse.Namespace) -> None:
@@ -61,6 +63,7 @@ def compare_methods(args: argparse.Namespace) -> None:
             speeds: dict[str, list[float]] = {m: [] for m in methods}
             ratios: dict[str, list[float]] = {m: [] for m in methods}
             same: dict[str, bool] = dict.fromkeys(methods, True)
+            per_call: dict[str, list[float]] = {m: [] for m in methods}
             for rep in range(args.repeats):
                 order = methods[rep % len(methods) :] + methods[: rep % len(methods)]
                 got = {m: run_once(session, m, prompt, args.max_tokens) for m in order}
@@ -68,12 +71,14 @@ def compare_methods(args: argparse.Namespace) -> None:
                     speeds[m].append(got[m][0])
                     ratios[m].append(got[m][0] / got["none"][0])
                     same[m] &= got[m][1] == got["none"][1]
+                    per_call[m].append(got[m][2].mean_accepted_length)
             print(f"\n{path.name}  ({len(prompt)} prompt tokens, {args.max_tokens} max new)")
             for m in methods:
                 print(
                     f"  {m:14s} {statistics.median(speeds[m]):7.1f} tok/s   "
                     f"speedup x{statistics.median(ratios[m]):.2f} "
                     f"(min {min(ratios[m]):.2f}, max {max(ratios[m]):.2f})   "
+                    f"{statistics.median(per_call[m]):.2f} tok/call   "
                     f"identical to none: {'yes' if same[m] else 'NO'}"
                 )
             sys.stdout.flush()
@@ -93,7 +98,7 @@ def compare_llama_cpp_python(args: argparse.Namespace) -> None:
         prompt = prompt_tokens(session, path)
         llm = Llama(session.model_path, n_ctx=4096, n_threads=threads, verbose=False)
         for _ in range(args.repeats):
-            speed, ours_tokens = run_once(session, "none", prompt, args.max_tokens)
+            speed, ours_tokens, _ = run_once(session, "none", prompt, args.max_tokens)
             ours_s.append(speed)
             llm.reset()
             n, first, last = 0, 0.0, 0.0
