@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import sys
 from pathlib import Path
 
@@ -10,6 +11,11 @@ from spec_cli.errors import PromptError
 
 def decode_prompt(data: bytes, where: str) -> str:
     """UTF-8 text of a prompt; binary or non-UTF-8 input and empty prompts are refused."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        # Windows editors save "Unicode" as UTF-16, whose NUL bytes look binary.
+        raise PromptError(
+            f"{where} is UTF-16 text, not UTF-8: convert it, e.g. with `iconv -f utf-16 -t utf-8`"
+        )
     if b"\x00" in data:
         raise PromptError(f"{where} looks binary (it contains NUL bytes): give a text file")
     try:

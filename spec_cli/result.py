@@ -38,8 +38,18 @@ def consume(events: Iterator[Event], handle: Callable[[Event], None] | None = No
                 result.finish_reason = event.reason
     except KeyboardInterrupt:
         result.finish_reason = "interrupted"
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()
+        _close(events)
+    except BaseException:
+        # A failing consumer (a closed pipe) must close the generator now, while its
+        # backend is still open: left to the garbage collector, its cleanup would touch
+        # a freed llama.cpp context.
+        _close(events)
+        raise
     result.text = "".join(parts)
     return result
+
+
+def _close(events: Iterator[Event]) -> None:
+    close = getattr(events, "close", None)
+    if close is not None:
+        close()

@@ -217,6 +217,9 @@ class LlamaCppBackend:
         return np.ctypeslib.as_array(ptr, shape=(n_logits, self.n_vocab))
 
     def truncate(self, n: int) -> None:
+        if self._closed:  # a late generator cleanup: the context is already freed
+            del self._cached[n:]
+            return
         if n < len(self._cached):
             lc.llama_memory_seq_rm(self._mem, 0, n, -1)
             del self._cached[n:]

@@ -50,7 +50,7 @@ def run(
     """Generate a continuation of PROMPT_FILE (or stdin) with speculative decoding."""
     import numpy as np
 
-    from spec_cli.engine import GenerationConfig
+    from spec_cli.engine import GenerationConfig, check_fits
     from spec_cli.errors import UsageError
     from spec_cli.prompts import read_prompt
     from spec_cli.render.output import finish_report, make_renderer
@@ -78,6 +78,7 @@ def run(
             messages = [{"role": "system", "content": system}] if system else []
             messages.append({"role": "user", "content": text})
             prompt = session.chat_prompt(messages)
+        check_fits(session.target, prompt)  # before the drafter's calibration
         active = session.make_drafter(drafter, ngram_cache=ngram_cache)
         gen_stats = GenerationStats()
         renderer = make_renderer(color, json_out)
