@@ -26,7 +26,7 @@ os.environ.setdefault("SPEC_NO_LEARN", "1")
 
 import numpy as np
 
-from spec_cli.engine import GenerationConfig, generate
+from spec_cli.engine import DEFAULT_DRAFT_MAX, GenerationConfig, generate
 from spec_cli.events import TokenEvent
 from spec_cli.session import ModelOptions, Session, open_session
 from spec_cli.stats import GenerationStats
@@ -42,11 +42,11 @@ def prompt_tokens(session: Session, path: Path) -> list[int]:
 
 
 def run_once(
-    session: Session, method: str, prompt: list[int], n: int
+    session: Session, method: str, prompt: list[int], n: int, draft_max: int = DEFAULT_DRAFT_MAX
 ) -> tuple[float, list[int], GenerationStats]:
     drafter = session.make_drafter(method)
     stats = GenerationStats()
-    config = GenerationConfig(max_tokens=n, draft_max=16)  # the CLI default
+    config = GenerationConfig(max_tokens=n, draft_max=draft_max)
     events = generate(session.target, drafter, prompt, config, np.random.default_rng(0), stats)
     tokens = [e.token for e in events if isinstance(e, TokenEvent)]
     drafter.close()
@@ -66,7 +66,9 @@ def compare_methods(args: argparse.Namespace) -> None:
             per_call: dict[str, list[float]] = {m: [] for m in methods}
             for rep in range(args.repeats):
                 order = methods[rep % len(methods) :] + methods[: rep % len(methods)]
-                got = {m: run_once(session, m, prompt, args.max_tokens) for m in order}
+                got = {
+                    m: run_once(session, m, prompt, args.max_tokens, args.draft_max) for m in order
+                }
                 for m in methods:
                     speeds[m].append(got[m][0])
                     ratios[m].append(got[m][0] / got["none"][0])
@@ -131,6 +133,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=200)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--draft-max", type=int, default=DEFAULT_DRAFT_MAX)
     ap.add_argument("--llama-cpp-python", action="store_true")
     args = ap.parse_args()
     if args.llama_cpp_python:

@@ -10,11 +10,15 @@ draft position never reached, say) borrows what the drafter has shown elsewhere.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from spec_cli.drafters.base import Draft
 
 PRIOR_WEIGHT = 3.0  # pseudo-observations behind each level's prior
+# Cautious estimates subtract `caution` posterior standard deviations: with little
+# evidence a guess must look clearly worth it, which is what keeps expensive-to-verify
+# targets from losing time on hopeful guesses while the estimates learn.
 DECAY = 0.995  # older evidence fades so estimates follow the text as it changes
 
 
@@ -50,16 +54,31 @@ class AcceptanceModel:
             self._by_position.get((source, feat, position_bucket(i))),
         )
 
-    def estimate(self, draft: Draft) -> list[float]:
-        """P(token i accepted | tokens before it accepted), per drafted token."""
+    def estimate(self, draft: Draft, floor: float = 0.0, caution: float = 0.0) -> list[float]:
+        """P(token i accepted | tokens before it accepted), per drafted token.
+
+        `caution` lowers each estimate by that many posterior standard deviations of the
+        drafter's overall evidence. Stops early once the chance that the whole draft so
+        far is accepted falls below `floor`: later tokens could not change a length
+        decision.
+        """
         out = []
+        alive = 1.0
         for i in range(len(draft)):
+            if alive < floor:
+                break
             p = draft.confidence[i] if i < len(draft.confidence) else 0.5
             feat = draft.features[i] if i < len(draft.features) else 0
-            for level in self._levels(draft.source, feat, i):
+            levels = self._levels(draft.source, feat, i)
+            for level in levels:
                 if level is not None:
                     p = level.shrunk(p)
+            # How much this drafter has been checked in this text: its overall evidence.
+            evidence = PRIOR_WEIGHT + (levels[0].seen if levels[0] is not None else 0.0)
+            if caution:
+                p = max(0.0, p - caution * math.sqrt(p * (1.0 - p) / (evidence + 1.0)))
             out.append(p)
+            alive *= p
         return out
 
     def record(self, draft: Draft, accepted: int) -> None:
@@ -71,6 +90,11 @@ class AcceptanceModel:
             self._by_source.setdefault(src, _Rate()).add(ok)
             self._by_feature.setdefault((src, feat), _Rate()).add(ok)
             self._by_position.setdefault((src, feat, position_bucket(i)), _Rate()).add(ok)
+
+    def checked(self, source: str) -> float:
+        """How many of a drafter's tokens the target has checked (recent ones weigh more)."""
+        rate = self._by_source.get(source)
+        return 0.0 if rate is None else rate.seen
 
     def mean_rate(self, source: str, prior: float) -> float:
         """A drafter's overall per-token acceptance, smoothed toward `prior`."""

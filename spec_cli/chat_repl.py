@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from spec_cli.conversation import Conversation
-from spec_cli.engine import GenerationConfig
+from spec_cli.engine import DEFAULT_DRAFT_MAX, GenerationConfig
 from spec_cli.errors import SpecError, UsageError
 from spec_cli.render.chat import ChatTerminal, footer_line, session_report
 from spec_cli.result import consume
@@ -32,7 +32,7 @@ class ChatSettings:
     """What `/settings` shows and the setting commands change."""
 
     drafter: str = "auto"
-    draft_max: int = 16
+    draft_max: int = DEFAULT_DRAFT_MAX
     max_tokens: int = 512
     temperature: float = 0.0
     top_k: int = 0

@@ -149,7 +149,13 @@ class OnlineCosts:
         self.prior = prior
         self.model = prior
         self._seen: dict[int, deque[float]] = {}
+        self._draft: deque[float] = deque(maxlen=self.WINDOW)
         self._pending = 0
+
+    def observe_draft(self, seconds: float) -> None:
+        """Record one single-token draft-model call (the marginal cost of a draft token)."""
+        if seconds > 0:
+            self._draft.append(seconds)
 
     def observe(self, n: int, seconds: float) -> None:
         """Record that a target call over n tokens took `seconds`."""
@@ -183,7 +189,11 @@ class OnlineCosts:
         scale = float(np.exp(log_sum / weight))
         n_axis = np.arange(1, len(self.prior.verify) + 1, dtype=float)
         curve = np.clip(1.0 + (np.asarray(self.prior.verify) - 1.0) * scale, 1.0, n_axis)
-        draft_seconds = self.prior.draft_token * self.prior.target_seconds
+        draft_seconds = (
+            float(np.quantile(list(self._draft), 0.25))
+            if len(self._draft) >= 4
+            else self.prior.draft_token * self.prior.target_seconds
+        )
         return CostModel(
             tuple(float(v) for v in np.maximum.accumulate(curve)),
             draft_seconds / one if self.prior.target_seconds > 0 else self.prior.draft_token,

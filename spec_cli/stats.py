@@ -24,6 +24,18 @@ class DrafterCounts:
         }
 
 
+def add_position_counts(
+    drafted: list[int], accepted: list[int], more_drafted: list[int], more_accepted: list[int]
+) -> None:
+    """Add per-position draft counts into `drafted`/`accepted`, growing them as needed."""
+    for i, (d, a) in enumerate(zip(more_drafted, more_accepted, strict=True)):
+        if i >= len(drafted):
+            drafted.append(0)
+            accepted.append(0)
+        drafted[i] += d
+        accepted[i] += a
+
+
 _SUMMED = (
     "prompt_tokens",
     "generated_tokens",
@@ -90,14 +102,12 @@ class GenerationStats:
             mine.drafted += c.drafted
             mine.accepted += c.accepted
             mine.steps += c.steps
-        for i, (d, a) in enumerate(
-            zip(other.position_drafted, other.position_accepted, strict=True)
-        ):
-            if i >= len(self.position_drafted):
-                self.position_drafted.append(0)
-                self.position_accepted.append(0)
-            self.position_drafted[i] += d
-            self.position_accepted[i] += a
+        add_position_counts(
+            self.position_drafted,
+            self.position_accepted,
+            other.position_drafted,
+            other.position_accepted,
+        )
 
     @property
     def acceptance_rate(self) -> float:

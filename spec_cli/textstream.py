@@ -67,4 +67,3 @@ def stream_text(
         close = getattr(events, "close", None)
         if close is not None:
             close()
-

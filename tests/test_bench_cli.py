@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from clitools import isolated_env, spec_command
 
 SUITE = [
     {"id": "edit", "category": "code-edit", "turns": ["def f(x):\n    return x\n\ndef f(x):"]},
@@ -38,27 +36,10 @@ RESULT_KEYS = {
 MACHINE_KEYS = {"cpu", "cores", "threads", "backend", "llama_cpp_version", "os", "python"}
 
 
-def spec_command() -> list[str]:
-    here = Path(sys.executable).parent / "spec"
-    found = str(here) if here.exists() else shutil.which("spec")
-    if found is None:
-        pytest.fail("the `spec` console script is not installed: pip install -e .")
-    return [found]
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Caches in a temp dir, no SPEC_* settings from the caller's shell."""
-    home = tmp_path_factory.mktemp("home")
-    out = {k: v for k, v in os.environ.items() if not k.startswith(("SPEC_", "NO_COLOR"))}
-    out.update(
-        SPEC_CACHE_DIR=str(home / "cache"),
-        SPEC_CONFIG_DIR=str(home / "config"),
-        XDG_CACHE_HOME=str(home / "xdg-cache"),
-        XDG_CONFIG_HOME=str(home / "xdg-config"),
-        HF_HUB_OFFLINE="1",
-    )
-    return out
+    return isolated_env(tmp_path_factory.mktemp("home"))
 
 
 @pytest.fixture(scope="module")

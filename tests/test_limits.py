@@ -9,14 +9,12 @@ llama.cpp batch are prefilled in batches; binary or non-UTF-8 prompts are refuse
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from clitools import isolated_env, spec_command
 from fakes import FakeBackend, ScriptedDrafter, greedy_reference, oracle_script
 
 from spec_cli.backend.llama_cpp import LlamaCppBackend, LoadOptions
@@ -27,25 +25,10 @@ from spec_cli.events import FinishEvent, TokenEvent
 TINY_CTX = 256
 
 
-def spec_command() -> list[str]:
-    """The installed `spec` console script (next to this Python, else on PATH)."""
-    here = Path(sys.executable).parent / "spec"
-    found = str(here) if here.exists() else shutil.which("spec")
-    if found is None:
-        pytest.fail("the `spec` console script is not installed: pip install -e .")
-    return [found]
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """A fresh cache per test: nothing measured or learned before."""
-    out = {k: v for k, v in os.environ.items() if not k.startswith(("SPEC_", "NO_COLOR"))}
-    out.update(
-        SPEC_CACHE_DIR=str(tmp_path / "cache"),
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-        HF_HUB_OFFLINE="1",
-    )
-    return out
+    return isolated_env(tmp_path)
 
 
 def spec(env: dict[str, str], *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from clitools import isolated_env, spec_command
 from test_hub import FakeHub, put_in_hf_cache, sha256_of
 
 from spec_cli.cli import main
@@ -21,28 +21,10 @@ QWEN_05 = ("bartowski/Qwen2.5-0.5B-Instruct-GGUF", "Qwen2.5-0.5B-Instruct-Q4_K_M
 QWEN_7 = ("bartowski/Qwen2.5-7B-Instruct-GGUF", "Qwen2.5-7B-Instruct-Q4_K_M.gguf")
 
 
-def spec_command() -> list[str]:
-    here = Path(sys.executable).parent / "spec"
-    found = str(here) if here.exists() else shutil.which("spec")
-    if found is None:
-        pytest.fail("the `spec` console script is not installed: pip install -e .")
-    return [found]
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """Everything spec and huggingface_hub write goes under tmp_path; no network."""
-    out = {k: v for k, v in os.environ.items() if not k.startswith(("SPEC_", "HF_"))}
-    out.update(
-        SPEC_CACHE_DIR=str(tmp_path / "spec-cache"),
-        SPEC_CONFIG_DIR=str(tmp_path / "config"),
-        HF_HUB_CACHE=str(tmp_path / "hf-cache"),
-        HF_HUB_OFFLINE="1",
-        XDG_CACHE_HOME=str(tmp_path / "xdg-cache"),
-        XDG_DATA_HOME=str(tmp_path / "xdg-data"),
-    )
-    (tmp_path / "hf-cache").mkdir()
-    return out
+    return isolated_env(tmp_path)
 
 
 def spec(env: dict[str, str], *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:

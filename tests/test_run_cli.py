@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from clitools import isolated_env, spec_command
 
 PROMPT = "The quick brown fox jumps over the lazy dog. The quick brown"
 JSON_KEYS = {"text", "tokens", "finish_reason", "model", "draft_model", "drafter", "stats"}
@@ -30,28 +27,10 @@ STATS_KEYS = {
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def spec_command() -> list[str]:
-    """The installed `spec` console script (next to this Python, else on PATH)."""
-    here = Path(sys.executable).parent / "spec"
-    found = str(here) if here.exists() else shutil.which("spec")
-    if found is None:
-        pytest.fail("the `spec` console script is not installed: pip install -e .")
-    return [found]
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A clean environment: caches and settings in a temp dir, no debug, no colour hints."""
-    home = tmp_path_factory.mktemp("home")
-    out = {k: v for k, v in os.environ.items() if not k.startswith(("SPEC_", "NO_COLOR"))}
-    out.update(
-        SPEC_CACHE_DIR=str(home / "cache"),
-        XDG_CACHE_HOME=str(home / "xdg-cache"),
-        XDG_CONFIG_HOME=str(home / "xdg-config"),
-        XDG_DATA_HOME=str(home / "xdg-data"),
-        HF_HUB_OFFLINE="1",
-    )
-    return out
+    return isolated_env(tmp_path_factory.mktemp("home"))
 
 
 @pytest.fixture(scope="module")

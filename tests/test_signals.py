@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from clitools import isolated_env, spec_command
 
 LONG_RUN = ["--threads", "1", "--ctx-size", "16384", "-n", "100000"]
 PROMPT = "Once upon a time"
@@ -24,11 +23,7 @@ PROMPT = "Once upon a time"
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("home")
-    out = {k: v for k, v in os.environ.items() if not k.startswith(("SPEC_", "NO_COLOR"))}
-    out.update(SPEC_CACHE_DIR=str(home / "cache"), XDG_CONFIG_HOME=str(home / "config"))
-    out["HF_HUB_OFFLINE"] = "1"
-    return out
+    return isolated_env(tmp_path_factory.mktemp("home"))
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +31,6 @@ def prompt_file(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = tmp_path_factory.mktemp("prompt") / "prompt.txt"
     path.write_text(PROMPT, encoding="utf-8")
     return str(path)
-
-
-def spec_command() -> list[str]:
-    """The installed `spec` console script (next to this Python, else on PATH)."""
-    here = Path(sys.executable).parent / "spec"
-    found = str(here) if here.exists() else shutil.which("spec")
-    if found is None:
-        pytest.fail("the `spec` console script is not installed: pip install -e .")
-    return [found]
 
 
 def start(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spec_cli.bench.runner import BASELINE, Measurement
+from spec_cli.stats import add_position_counts
 
 OVERALL = "all"
 AGGREGATION = (
@@ -148,12 +149,9 @@ class Summary:
         if row["matches_baseline"] is not None:
             self.compared += 1
             self.matched += int(row["matches_baseline"])
-        for i, (d, a) in enumerate(zip(st.position_drafted, st.position_accepted, strict=True)):
-            if i >= len(self.position_drafted):
-                self.position_drafted.append(0)
-                self.position_accepted.append(0)
-            self.position_drafted[i] += d
-            self.position_accepted[i] += a
+        add_position_counts(
+            self.position_drafted, self.position_accepted, st.position_drafted, st.position_accepted
+        )
 
     @property
     def speedup(self) -> float | None:

@@ -8,12 +8,12 @@ from typing import Any
 
 from spec_cli.bench.metrics import OVERALL, Summary
 from spec_cli.bench.runner import BASELINE
+from spec_cli.engine import DEFAULT_DRAFT_MAX
 
 # Below this a method is within run-to-run noise of plain decoding on a laptop.
 HELPS_OVERALL = 1.05
 # A category-only win must be clearer to be worth switching methods for that kind of input.
 HELPS_CATEGORY = 1.10
-DEFAULT_DRAFT_MAX = 16
 # Plain decoding speed varies little between prompts of a suite on a quiet machine (prompt
 # length changes it by well under 2x); more spread means something else used the CPU.
 NOISY_SPREAD = 2.0

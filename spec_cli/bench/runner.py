@@ -19,7 +19,7 @@ import numpy as np
 
 from spec_cli.bench.suites import BenchPrompt
 from spec_cli.drafters.base import Drafter
-from spec_cli.engine import GenerationConfig
+from spec_cli.engine import DEFAULT_DRAFT_MAX, GenerationConfig
 from spec_cli.errors import PromptError
 from spec_cli.events import Event
 from spec_cli.result import Result, consume
@@ -59,7 +59,7 @@ class BenchSettings:
     methods: tuple[str, ...]
     repeats: int = 1
     max_tokens: int = 96
-    draft_max: int = 16
+    draft_max: int = DEFAULT_DRAFT_MAX
     sampling: SamplingParams = field(default_factory=SamplingParams)
     seed: int = 0
     raw: bool = False  # skip the chat template even when the model has one

@@ -39,7 +39,7 @@ def bench(
         int, typer.Option("--repeats", "-r", min=1, help="Runs of every prompt per method.")
     ] = 1,
     max_tokens: o.MaxTokens = 96,
-    draft_max: o.DraftMax = 16,
+    draft_max: o.DraftMax = o.DEFAULT_DRAFT_MAX,
     temperature: o.Temperature = 0.0,
     top_k: o.TopK = 0,
     top_p: o.TopP = 1.0,

@@ -14,7 +14,7 @@ def chat(
     model: o.Model = None,
     draft: o.DraftModel = None,
     drafter: o.DrafterName = "auto",
-    draft_max: o.DraftMax = 16,
+    draft_max: o.DraftMax = o.DEFAULT_DRAFT_MAX,
     max_tokens: o.MaxTokens = 512,
     temperature: o.Temperature = 0.0,
     top_k: o.TopK = 0,

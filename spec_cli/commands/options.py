@@ -18,6 +18,7 @@ DrafterName = Annotated[
     str,
     typer.Option("--drafter", help="auto, none (plain decoding), prompt-lookup, ngram or model."),
 ]
+DEFAULT_DRAFT_MAX = 32  # spec_cli.engine.DEFAULT_DRAFT_MAX, without importing the engine
 DraftMax = Annotated[int, typer.Option("--draft-max", min=0, max=64, help="Longest draft.")]
 MaxTokens = Annotated[
     int, typer.Option("--max-tokens", "-n", min=1, help="Stop after this many new tokens.")

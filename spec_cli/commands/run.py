@@ -22,7 +22,7 @@ def run(
     model: o.Model = None,
     draft: o.DraftModel = None,
     drafter: o.DrafterName = "auto",
-    draft_max: o.DraftMax = 16,
+    draft_max: o.DraftMax = o.DEFAULT_DRAFT_MAX,
     max_tokens: o.MaxTokens = 256,
     temperature: o.Temperature = 0.0,
     top_k: o.TopK = 0,

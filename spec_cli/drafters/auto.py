@@ -3,6 +3,7 @@ expected gain under this machine's measured cost curve (possibly no draft at all
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
@@ -14,8 +15,20 @@ from spec_cli.drafters.base import Draft, Drafter
 from spec_cli.drafters.model import ModelDrafter
 from spec_cli.sampling import SamplingParams
 
-MODEL_PRIOR = 0.6  # belief in a same-family draft model before any evidence
-EXPLORE_EVERY = 24  # steps between tries of a drafter the estimates currently rule out
+CAUTION_PER_COST = 1.0
+NEGLIGIBLE = 0.01  # a draft tail less likely than this to survive never sets the length
+MODEL_PRIOR = 0.8  # belief in a same-family draft model before any evidence
+# A drafter the estimates currently rule out is still tried now and then, so estimates
+# can recover; those tries may cost at most this share of the time.
+EXPLORE_BUDGET = 0.01
+EXPLORE_MIN_STEPS = 16
+# The draft model drafts at least WARMUP_LEN tokens a step until the target has checked
+# WARMUP_TOKENS of them (at most WARMUP_STEPS steps), whatever the estimates say: its
+# real acceptance is unknown until tried, and a same-family draft is often far better
+# than any prior.
+WARMUP_STEPS = 6
+WARMUP_LEN = 4
+WARMUP_TOKENS = 12
 
 
 class AutoDrafter:
@@ -49,6 +62,7 @@ class AutoDrafter:
         self._max_len = 0
         self._verify_started = 0.0  # when the last draft went to the target
         self._batch = 1
+        self._warmup = WARMUP_STEPS
 
     @property
     def costs(self) -> CostModel:
@@ -71,20 +85,32 @@ class AutoDrafter:
         best_value = 1.0 / self.costs.verify_cost(1)
         best = Draft(source=self.name)
         runner_up: Draft | None = None
+        # Cheap guesses start from hopeful priors: judge them the more cautiously the
+        # more a wrong token costs (a second token in a call: ~1x more on a compute-bound
+        # target, ~0.3x on a bandwidth-bound one).
+        caution = CAUTION_PER_COST * (self.costs.verify_cost(2) - 1.0)
         for drafter in self.cheap:
             cand = drafter.draft(context, max_len, sampling, rng)
             if not cand.tokens:
                 continue
-            k, value = self.costs.best_length(self.acceptance.estimate(cand))
+            est = self.acceptance.estimate(cand, floor=NEGLIGIBLE, caution=caution)
+            k, value = self.costs.best_length(est)
             if k > 0 and value > best_value:
                 best_value, best = value, cand.truncated(k)
             elif runner_up is None:
                 runner_up = cand
-        if self.model is not None and self._model_worth_it(best_value, max_len):
+        warming = self._warming() and max_len > 0
+        if self.model is not None and (warming or self._model_worth_it(best_value, max_len)):
             self._max_len = max_len
             cand = self.model.draft(context, max_len, sampling, rng)
+            if self.learn_costs:
+                for seconds in self.model.step_seconds:
+                    self.online.observe_draft(seconds)
             self._since_model = 0
-            if cand.tokens:
+            if warming:
+                self._warmup -= 1
+                best_value, best = float("inf"), cand
+            elif cand.tokens:
                 est = self.acceptance.estimate(cand)
                 k, value = self.costs.best_length(est)  # drafting cost is already paid
                 if k > 0 and value > best_value:
@@ -93,16 +119,29 @@ class AutoDrafter:
             self._since_model += 1
         if not best.tokens and runner_up is not None:
             self._since_explore += 1
-            if self._since_explore >= EXPLORE_EVERY:
-                # Keep estimates honest: a short look at a proposal we keep turning down.
+            if self._since_explore >= self._explore_every(self.costs.verify_cost(2) - 1.0):
+                # Keep estimates honest: one token of a proposal we keep turning down.
                 self._since_explore = 0
-                best = runner_up.truncated(2)
+                best = runner_up.truncated(1)
         self._batch = len(best) + 1
         self._verify_started = time.perf_counter()
         return best
 
+    def _warming(self) -> bool:
+        return (
+            self.model is not None
+            and self._warmup > 0
+            and self.acceptance.checked(ModelDrafter.name) < WARMUP_TOKENS
+        )
+
+    @staticmethod
+    def _explore_every(waste: float) -> int:
+        """Steps between tries that each waste `waste` single-call times at most."""
+        return max(EXPLORE_MIN_STEPS, math.ceil(waste / EXPLORE_BUDGET))
+
     def _model_worth_it(self, best_value: float, max_len: int) -> bool:
-        if self._since_model >= EXPLORE_EVERY:
+        waste = 2 * self.costs.draft_token + self.costs.verify_cost(3) - 1.0
+        if self._since_model >= self._explore_every(waste):
             return True
         rate = self.acceptance.mean_rate(ModelDrafter.name, MODEL_PRIOR)
         _, value = self.costs.best_length([rate] * max_len, self.costs.draft_token)
@@ -110,6 +149,8 @@ class AutoDrafter:
 
     def _model_should_continue(self, draft: Draft) -> bool:
         """Draft one more token only if some longer draft still pays for its cost."""
+        if self._warming() and len(draft) < WARMUP_LEN:
+            return True
         est = self.acceptance.estimate(draft)
         rate = self.acceptance.mean_rate(ModelDrafter.name, MODEL_PRIOR)
         future = [rate] * max(0, self._max_len - len(draft))

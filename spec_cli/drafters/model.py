@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -50,6 +51,9 @@ class ModelDrafter:
         self.p_min = p_min
         # Cost-aware early stop (set by `auto`): asked after each drafted token.
         self.should_continue = should_continue
+        # Seconds of each one-token draft call in the last draft (catch-up excluded): the
+        # marginal cost of drafting one token more.
+        self.step_seconds: list[float] = []
 
     def begin(self, context: Sequence[int]) -> None:
         pass
@@ -64,6 +68,7 @@ class ModelDrafter:
         out = Draft(source=self.name)
         if max_len <= 0 or len(context) + max_len > self.backend.n_ctx:
             return out
+        self.step_seconds = []
         logits = sync_cache(self.backend, context, n_logits=1)
         assert logits is not None
         row = logits[0]
@@ -84,7 +89,9 @@ class ModelDrafter:
             if self.should_continue is not None and not self.should_continue(out):
                 break
             if i + 1 < max_len:
+                started = time.perf_counter()
                 row = self.backend.eval([tok], 1)[0]
+                self.step_seconds.append(time.perf_counter() - started)
         return out
 
     def feedback(self, context: Sequence[int], draft: Draft, accepted: int) -> None:

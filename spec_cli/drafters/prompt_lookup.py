@@ -9,8 +9,19 @@ import numpy as np
 from spec_cli.drafters.base import Draft
 from spec_cli.sampling import SamplingParams
 
-# Drafter's own prior that a copied token is right, by the order of the matched suffix.
-_PRIOR = {1: 0.25, 2: 0.45, 3: 0.6, 4: 0.7}
+# How far back the context agrees with the copied place, in buckets, with the drafter's
+# own prior that a copied token is right: a long agreement means text is being copied.
+_MATCH_BUCKETS = ((1, 0.25), (2, 0.45), (3, 0.6), (4, 0.7), (6, 0.8), (10, 0.88), (16, 0.92))
+_LONGEST_CHECK = 32
+
+
+def match_bucket(length: int) -> tuple[int, float]:
+    """(feature bucket, prior) for a suffix that agrees over `length` tokens."""
+    bucket, prior = 0, _MATCH_BUCKETS[0][1]
+    for i, (edge, p) in enumerate(_MATCH_BUCKETS):
+        if length >= edge:
+            bucket, prior = i, p
+    return bucket, prior
 
 
 def lookup(
@@ -88,9 +99,17 @@ class PromptLookupDrafter:
             return Draft(source=self.name)
         pos, order = found
         tokens = list(context[pos : pos + max_len])
-        conf = _PRIOR.get(order, 0.7)
+        # Extend the match backwards: how long has the text agreed with the copied place?
+        size, length = len(context), order
+        while (
+            length < _LONGEST_CHECK
+            and pos - length - 1 >= 0
+            and context[pos - length - 1] == context[size - length - 1]
+        ):
+            length += 1
+        feature, conf = match_bucket(length)
         n = len(tokens)
-        return Draft(tokens, [None] * n, [conf] * n, self.name, [order] * n)
+        return Draft(tokens, [None] * n, [conf] * n, self.name, [feature] * n)
 
     def feedback(self, context: Sequence[int], draft: Draft, accepted: int) -> None:
         pass

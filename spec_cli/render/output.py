@@ -54,9 +54,7 @@ def stats_report(stats: GenerationStats) -> str:
     lines = [stats_line(stats)]
     for name, c in sorted(stats.per_drafter.items()):
         rate = c.accepted / c.drafted if c.drafted else 0.0
-        lines.append(
-            f"  {name}: {c.steps} drafts, accepted {c.accepted}/{c.drafted} ({rate:.0%})"
-        )
+        lines.append(f"  {name}: {c.steps} drafts, accepted {c.accepted}/{c.drafted} ({rate:.0%})")
     if stats.target_calls:
         lines.append(
             f"  steps without a draft: {stats.steps_without_draft}/{stats.target_calls}; "
