@@ -19,6 +19,7 @@ from spec_cli.bench.outputs import OutputFiles, csv_bytes, json_bytes, write_fil
 from spec_cli.bench.recommend import run_command
 from spec_cli.bench.report import Report, build_report
 from spec_cli.bench.runner import Measurement
+from spec_cli.engine import DEFAULT_DRAFT_MAX
 from spec_cli.errors import UsageError
 from spec_cli.render.bench import bar, render_report
 from spec_cli.stats import GenerationStats
@@ -66,7 +67,7 @@ def sample_results() -> list[Measurement]:
 
 
 def report(results: list[Measurement] | None = None, **kw: Any) -> Report:
-    options: dict[str, Any] = {"greedy": True, "draft_model": None, "draft_max": 16}
+    options: dict[str, Any] = {"greedy": True, "draft_model": None, "draft_max": DEFAULT_DRAFT_MAX}
     options.update(kw)
     return build_report(
         {"machine": {"cpu": "Test CPU"}, "ceiling": CEILING},
@@ -121,7 +122,10 @@ def test_recommendation_names_method_best_category_and_command() -> None:
     assert (
         run_command("model", "d.gguf", 8) == "spec run --drafter model --draft d.gguf --draft-max 8"
     )
-    assert run_command("prompt-lookup", "d.gguf", 16) == "spec run --drafter prompt-lookup"
+    assert (
+        run_command("prompt-lookup", "d.gguf", DEFAULT_DRAFT_MAX)
+        == "spec run --drafter prompt-lookup"
+    )
 
 
 def test_no_win_overall_points_to_a_category_win_or_to_plain_decoding() -> None:

@@ -134,7 +134,7 @@ def test_check_incompatible_pair_exits_1_with_the_reason(
     r = spec(env, "models", "check", tiny_model, tiny_other_vocab)
     assert r.returncode == 1
     assert r.stdout.startswith("incompatible:")
-    assert "vocabulary sizes differ (target 260, draft 262)" in r.stdout
+    assert "vocabulary sizes differ (target 260, draft 460)" in r.stdout
 
 
 # -- quantize -------------------------------------------------------------------------

@@ -119,3 +119,52 @@ def test_drafter_teaches_the_persistent_cache_on_close(tmp_path: Path) -> None:
     fresh = NgramDrafter(persistent=PersistentNgrams("v", tmp_path))
     fresh.begin([1, 5, 6])
     assert fresh.draft([1, 5, 6], 3, GREEDY, RNG).tokens == [7, 8, 9]
+
+
+def test_spec_ngram_build_writes_a_cache_that_run_accepts(tiny_model: str, tmp_path: Path) -> None:
+    """`spec ngram build` learns a corpus with the model's tokenizer; `spec run
+    --ngram-cache` uses it; a cache built for another vocabulary is refused in one line."""
+    import subprocess
+
+    from clitools import isolated_env, spec_command
+
+    env = isolated_env(tmp_path / "home")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 20, encoding="utf-8")
+    cache = tmp_path / "fox.npz"
+    build = subprocess.run(
+        [*spec_command(), "ngram", "build", str(corpus), "-o", str(cache), "-m", tiny_model],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert build.returncode == 0, build.stderr
+    assert build.stdout == "" and "learned" in build.stderr
+    loaded = read_counts(cache)
+    assert loaded is not None and len(loaded[0]) > 0
+
+    prompt = tmp_path / "p.txt"
+    prompt.write_text("the quick brown", encoding="utf-8")
+    run = [
+        *spec_command(),
+        "run",
+        str(prompt),
+        "-m",
+        tiny_model,
+        "--raw",
+        "-n",
+        "8",
+        "--threads",
+        "1",
+        "--drafter",
+        "ngram",
+        "--ngram-cache",
+    ]
+    ok = subprocess.run([*run, str(cache)], capture_output=True, text=True, env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+
+    write_counts(cache, loaded[0], "another-vocabulary")
+    bad = subprocess.run([*run, str(cache)], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode != 0
+    assert bad.stderr.count("\n") == 1 and "another model's vocabulary" in bad.stderr

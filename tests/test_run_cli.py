@@ -139,17 +139,9 @@ def test_prompt_from_stdin(env: dict[str, str], tiny_model: str, plain_stdout: s
     assert proc.stdout.decode() == plain_stdout
 
 
-AUTO_NOT_REPEATABLE = pytest.mark.xfail(
-    reason="known bug: `auto` drafts differently from run to run (it learns n-grams across "
-    "runs), and verification consumes the seeded generator per drafted token, so the "
-    "sampled text changes; needs drafter-independent randomness in the engine",
-    strict=False,
-)
-
-
 @pytest.mark.parametrize(
     "drafter",
-    ["none", "prompt-lookup", "model", pytest.param("auto", marks=AUTO_NOT_REPEATABLE)],
+    ["none", "prompt-lookup", "model", "auto"],
 )
 def test_seed_makes_sampled_runs_repeatable(
     env: dict[str, str], prompt_file: str, tiny_model: str, tiny_draft: str, drafter: str
