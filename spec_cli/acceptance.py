@@ -19,7 +19,7 @@ PRIOR_WEIGHT = 3.0  # pseudo-observations behind each level's prior
 # Cautious estimates subtract `caution` posterior standard deviations: with little
 # evidence a guess must look clearly worth it, which is what keeps expensive-to-verify
 # targets from losing time on hopeful guesses while the estimates learn.
-DECAY = 0.995  # older evidence fades so estimates follow the text as it changes
+DECAY = 0.95
 
 
 def position_bucket(i: int) -> int:

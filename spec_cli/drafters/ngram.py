@@ -18,8 +18,6 @@ from spec_cli.ngram_store import PersistentNgrams
 from spec_cli.sampling import SamplingParams
 
 SOURCES = ("context", "learned", "static")
-# A chain whose own belief falls below this is not worth extending (or the lookups).
-MIN_CHAIN_BELIEF = 0.01
 
 
 def feature(source: int, order: int, count: int, total: int) -> int:
@@ -75,10 +73,7 @@ class NgramDrafter:
             (2, self.static, 2),
             (0, self.context, 1),
         ]
-        alive = 1.0  # the drafter's own belief that the whole chain so far is right
         for _ in range(max_len):
-            if alive < MIN_CHAIN_BELIEF:
-                break
             suffix = list(iter_suffix(context, out.tokens, self.max_order))
             hit = None
             for source, table, min_order in tables:
@@ -92,9 +87,7 @@ class NgramDrafter:
             source, (tok, count, total, order) = hit
             out.tokens.append(tok)
             out.probs.append(None)
-            conf = count / (total + 1.0)
-            alive *= conf
-            out.confidence.append(conf)
+            out.confidence.append(count / (total + 1.0))
             out.features.append(feature(source, order, count, total))
         return out
 
