@@ -15,6 +15,8 @@ from spec_cli.drafters.base import Draft, Drafter
 from spec_cli.drafters.model import ModelDrafter
 from spec_cli.sampling import SamplingParams
 
+# Posterior standard deviations taken off cheap drafters' estimates, per unit of extra
+# cost of a second token in a call (see AcceptanceModel.estimate).
 CAUTION_PER_COST = 1.0
 NEGLIGIBLE = 0.01  # a draft tail less likely than this to survive never sets the length
 MODEL_PRIOR = 0.8  # belief in a same-family draft model before any evidence
