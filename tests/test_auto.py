@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from fakes import FakeBackend, ScriptedDrafter, greedy_reference, table_rule
 
 from spec_cli.costs import MAX_BATCH, CostModel
@@ -114,3 +115,52 @@ def test_seeded_sampling_gives_the_same_text_whatever_the_drafter() -> None:
         assert tokens == plain
     other, _ = run(target, NoDrafter(), prompt, 80, sampling, seed=8)
     assert other != plain
+
+
+def test_draft_model_warm_up_finds_a_good_draft_the_prior_would_skip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A draft token costs 0.8 target calls: at the prior belief (0.8) drafting never pays,
+    so without evidence the model would sit idle. The warm-up drafts a few tokens anyway,
+    sees every one accepted, and from then on the (perfect) draft model is used."""
+    costly_draft = CostModel(tuple(1.0 + 0.05 * i for i in range(MAX_BATCH)), 0.8)
+    target = FakeBackend(table_rule(seed=6), n_ctx=512)
+
+    def run_auto() -> GenerationStats:
+        model = ModelDrafter(FakeBackend(table_rule(seed=6), n_ctx=512))
+        auto = AutoDrafter([], costly_draft, model, learn_costs=False)
+        tokens, stats = run(target, auto, [1, 2], 100)
+        assert tokens == greedy_reference(target, [1, 2], 100)
+        return stats
+
+    warmed = run_auto()
+    assert warmed.per_drafter["model"].drafted >= 40
+    assert warmed.mean_accepted_length > 2
+
+    monkeypatch.setattr("spec_cli.drafters.auto.WARMUP_STEPS", 0)
+    cold = run_auto()
+    assert "model" not in cold.per_drafter  # the prior alone never tries it in 100 tokens
+
+
+def test_cautious_estimates_keep_hopeful_guesses_off_a_compute_bound_target(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Prompt lookup's prior for a long copied match is 0.92. On a Q4-like curve (two
+    tokens cost 1.95 calls) an 8-token draft at 0.92 looks worth it, but with no evidence
+    yet the cautious estimate does not: on repeated text the target does not copy, auto
+    tries nothing (exploration aside), while taking the prior at face value drafts and
+    loses. Output equals plain decoding either way."""
+    target = FakeBackend(table_rule(seed=8), n_ctx=512)
+    prompt = [3, *([1, 2, 11, 13, 10, 12, 3, 5, 6, 7] * 3)]
+    measured = (1.0, 1.95, 2.38, 2.96, 3.55, 4.13, 4.53, 4.92, 5.4)
+    q4_like = CostModel((*measured, *(5.4 + 0.5 * i for i in range(1, MAX_BATCH - 8))))
+
+    def drafted() -> int:
+        auto = AutoDrafter([PromptLookupDrafter()], q4_like, learn_costs=False)
+        tokens, stats = run(target, auto, prompt, 60)
+        assert tokens == greedy_reference(target, prompt, 60)
+        return stats.drafted_tokens
+
+    assert drafted() <= 2
+    monkeypatch.setattr("spec_cli.drafters.auto.CAUTION_PER_COST", 0.0)
+    assert drafted() > 2
