@@ -20,6 +20,7 @@ PRIOR_WEIGHT = 3.0  # pseudo-observations behind each level's prior
 # evidence a guess must look clearly worth it, which is what keeps expensive-to-verify
 # targets from losing time on hopeful guesses while the estimates learn.
 DECAY = 0.95
+CARRIED_WEIGHT = 12.0  # observations an earlier run's rate is worth at the start of a new one
 
 
 def position_bucket(i: int) -> int:
@@ -100,3 +101,39 @@ class AcceptanceModel:
         """A drafter's overall per-token acceptance, smoothed toward `prior`."""
         rate = self._by_source.get(source)
         return prior if rate is None else rate.shrunk(prior)
+
+    # -- persistence: what earlier runs learned is a better start than the priors --------
+
+    def to_json(self) -> dict[str, list[list[object]]]:
+        """Every rate as [key..., accepted, seen] rows."""
+        return {
+            "source": [[k, r.accepted, r.seen] for k, r in self._by_source.items()],
+            "feature": [[*k, r.accepted, r.seen] for k, r in self._by_feature.items()],
+            "position": [[*k, r.accepted, r.seen] for k, r in self._by_position.items()],
+        }
+
+    @classmethod
+    def from_json(cls, data: object, weight: float = CARRIED_WEIGHT) -> AcceptanceModel:
+        """Rates saved by `to_json`, each worth at most `weight` observations, so the
+        text at hand soon outweighs them. Malformed data gives a fresh model."""
+        model = cls()
+        try:
+            assert isinstance(data, dict)
+            for row in data["source"]:
+                model._by_source[str(row[0])] = _carried(row[1], row[2], weight)
+            for row in data["feature"]:
+                model._by_feature[(str(row[0]), int(row[1]))] = _carried(row[2], row[3], weight)
+            for row in data["position"]:
+                key = (str(row[0]), int(row[1]), int(row[2]))
+                model._by_position[key] = _carried(row[3], row[4], weight)
+        except (AssertionError, KeyError, TypeError, ValueError, IndexError):
+            return cls()
+        return model
+
+
+def _carried(accepted: object, seen: object, weight: float) -> _Rate:
+    a, s = float(accepted), float(seen)  # type: ignore[arg-type]
+    if not (0.0 <= a <= s) or s <= 0:
+        raise ValueError("bad rate")
+    scale = min(1.0, weight / s)
+    return _Rate(a * scale, s * scale)

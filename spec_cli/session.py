@@ -87,7 +87,18 @@ class Session:
                 else None
             )
             cheap = [PromptLookupDrafter(), self._ngram_drafter(ngram_cache)]
-            return AutoDrafter(cheap, self.cost_model(), model)
+            if not _learning():
+                return AutoDrafter(cheap, self.cost_model(), model)
+            from spec_cli.acceptance_store import load_acceptance, save_acceptance
+
+            key = (self.target, self.draft)
+            return AutoDrafter(
+                cheap,
+                self.cost_model(),
+                model,
+                acceptance=load_acceptance(*key),
+                on_close=lambda learned: save_acceptance(*key, learned),
+            )
         raise UsageError(f"unknown drafter {name!r}: choose one of {', '.join(DRAFTERS)}")
 
     def _ngram_drafter(self, ngram_cache: str | None) -> Drafter:
@@ -96,8 +107,7 @@ class Session:
 
         vocab = self.target.vocab_id()
         static = load_static(ngram_cache, vocab) if ngram_cache else None
-        learn = os.environ.get("SPEC_NO_LEARN", "") in ("", "0")
-        return NgramDrafter(PersistentNgrams(vocab) if learn else None, static)
+        return NgramDrafter(PersistentNgrams(vocab) if _learning() else None, static)
 
     def cost_model(self) -> CostModel:
         """This machine's measured costs for these models (cached after the first run)."""
@@ -181,6 +191,11 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _learning() -> bool:
+    """Whether runs learn from each other (n-grams, acceptance); SPEC_NO_LEARN=1 stops it."""
+    return os.environ.get("SPEC_NO_LEARN", "") in ("", "0")
 
 
 def open_session(options: ModelOptions) -> Session:

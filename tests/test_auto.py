@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from fakes import FakeBackend, ScriptedDrafter, greedy_reference, table_rule
@@ -42,6 +44,9 @@ def run(
     config = GenerationConfig(n, sampling, draft_max=16, seed=seed)
     events = generate(target, drafter, prompt, config, np.random.default_rng(1), stats)  # type: ignore[arg-type]
     return [e.token for e in events if isinstance(e, TokenEvent)], stats
+
+
+RNG0 = np.random.default_rng(0)
 
 
 def cheap() -> list[object]:
@@ -164,3 +169,43 @@ def test_cautious_estimates_keep_hopeful_guesses_off_a_compute_bound_target(
     assert drafted() <= 2
     monkeypatch.setattr("spec_cli.drafters.auto.CAUTION_PER_COST", 0.0)
     assert drafted() > 2
+
+
+def test_acceptance_estimates_carry_over_between_runs_at_bounded_weight() -> None:
+    """Saved rates come back (so a new run starts from experience, not priors), each worth
+    at most CARRIED_WEIGHT observations so the new text soon outweighs them; malformed
+    data gives a fresh model rather than an error."""
+    from spec_cli.acceptance import CARRIED_WEIGHT, AcceptanceModel
+    from spec_cli.drafters.base import Draft
+
+    learned = AcceptanceModel()
+    draft = Draft([1, 2, 3], [None] * 3, [0.5] * 3, "prompt-lookup", [6, 6, 6])
+    for _ in range(40):
+        learned.record(draft, 3)  # always fully accepted
+    carried = AcceptanceModel.from_json(learned.to_json())
+    assert carried.estimate(draft)[0] > 0.9 > AcceptanceModel().estimate(draft)[0]
+    assert carried.checked("prompt-lookup") == CARRIED_WEIGHT
+    for bad in (None, [], {"source": [["x", 5, 1]]}, {"source": "zz"}):
+        assert AcceptanceModel.from_json(bad).checked("x") == 0
+
+
+def test_auto_saves_what_it_learned_for_the_next_run(
+    tiny_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spec_cli.session import ModelOptions, open_session
+
+    monkeypatch.setenv("SPEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("SPEC_NO_LEARN", raising=False)
+    with open_session(ModelOptions(tiny_model, ctx_size=256, threads=1)) as session:
+        session._costs = BANDWIDTH_BOUND  # skip measuring this machine
+        prompt = session.raw_prompt("abcabcabcabcabcabc")
+        first = session.make_drafter("auto")
+        run_tokens = list(generate(session.target, first, prompt, GenerationConfig(40), RNG0))
+        assert run_tokens
+        first.close()
+        saved = list((tmp_path / "acceptance").glob("*.json"))
+        assert len(saved) == 1
+        second = session.make_drafter("auto")
+        assert second.acceptance.to_json()["source"]  # type: ignore[attr-defined]
+        monkeypatch.setenv("SPEC_NO_LEARN", "1")
+        assert not session.make_drafter("auto").acceptance.to_json()["source"]  # type: ignore[attr-defined]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -51,12 +51,16 @@ class AutoDrafter:
         costs: CostModel,
         model: ModelDrafter | None = None,
         learn_costs: bool = True,
+        acceptance: AcceptanceModel | None = None,
+        on_close: Callable[[AcceptanceModel], None] | None = None,
     ) -> None:
         self.cheap = list(cheap)
         self.online = OnlineCosts(costs)
         self.learn_costs = learn_costs
         self.model = model
-        self.acceptance = AcceptanceModel()
+        # Start from what earlier runs learned, when the caller kept it.
+        self.acceptance = acceptance if acceptance is not None else AcceptanceModel()
+        self._on_close = on_close
         self._since_model = 0
         self._since_explore = 0
         if model is not None:
@@ -171,3 +175,6 @@ class AutoDrafter:
     def close(self) -> None:
         for d in self._all():
             d.close()
+        if self._on_close is not None:
+            self._on_close(self.acceptance)
+            self._on_close = None
