@@ -38,6 +38,14 @@ class Draft:
         )
 
 
+def extends(seen: Sequence[int], context: Sequence[int]) -> bool:
+    """Whether `context` continues the tokens an incremental drafter has indexed (checked
+    at the last indexed token: contexts only grow within a generation, and a new one
+    starts with `begin`)."""
+    known = len(seen)
+    return len(context) >= known and (known == 0 or context[known - 1] == seen[-1])
+
+
 class Drafter(Protocol):
     """Anything that can guess the next tokens of a token sequence."""
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from spec_cli.drafters.base import Draft
+from spec_cli.drafters.base import Draft, extends
 from spec_cli.ngram_counts import MAX_ORDER, NgramCounts, iter_suffix
 from spec_cli.ngram_store import PersistentNgrams
 from spec_cli.sampling import SamplingParams
@@ -50,10 +50,9 @@ class NgramDrafter:
         self._tokens = []
 
     def _index(self, context: Sequence[int]) -> None:
-        known = len(self._tokens)
-        if len(context) < known or (known and context[known - 1] != self._tokens[-1]):
+        if not extends(self._tokens, context):
             self.begin(context)
-            known = 0
+        known = len(self._tokens)
         for j in range(max(known, 1), len(context)):
             self.context.add_position(context, j)
         self._tokens.extend(context[known:])

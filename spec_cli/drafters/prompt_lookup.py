@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from spec_cli.drafters.base import Draft
+from spec_cli.drafters.base import Draft, extends
 from spec_cli.sampling import SamplingParams
 
 # How far back the context agrees with the copied place, in buckets, with the drafter's
@@ -67,8 +67,7 @@ class PromptLookupDrafter:
         self._tokens = []
 
     def _index(self, context: Sequence[int]) -> None:
-        known = len(self._tokens)
-        if len(context) < known or (known and context[known - 1] != self._tokens[-1]):
+        if not extends(self._tokens, context):
             self.begin(context)  # not an extension of what we indexed: start over
         self._tokens.extend(context[len(self._tokens) :])
         end = len(context) - 1  # the final position has no continuation yet
