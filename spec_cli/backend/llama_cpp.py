@@ -224,10 +224,6 @@ class LlamaCppBackend:
             lc.llama_memory_seq_rm(self._mem, 0, n, -1)
             del self._cached[n:]
 
-    def reset(self) -> None:
-        lc.llama_memory_clear(self._mem, True)
-        self._cached.clear()
-
     # -- metadata -------------------------------------------------------------------------
 
     def meta(self, key: str) -> str | None:
@@ -317,10 +313,6 @@ def system_info() -> str:
     _ensure_backend()
     info: bytes = lc.llama_print_system_info()
     return info.decode(errors="replace").strip()
-
-
-def supports_gpu_offload() -> bool:
-    return bool(lc.llama_supports_gpu_offload())
 
 
 FTYPES = {

@@ -32,8 +32,8 @@ class ModelDrafter:
 
     Its cache follows the accepted text: before each draft it is synced to the context,
     which rolls back rejected drafts and evaluates only the new tokens. With temperature
-    > 0 drafts are sampled from q (returned for rejection sampling). Drafting stops early
-    when the draft's own probability for its token falls below `p_min`.
+    > 0 drafts are sampled from q (returned for rejection sampling). Alone it drafts
+    `max_len` tokens (a static length); `auto` stops it early through `should_continue`.
     """
 
     name = "model"
@@ -41,14 +41,12 @@ class ModelDrafter:
     def __init__(
         self,
         backend: Backend,
-        p_min: float = 0.0,
         should_continue: Callable[[Draft], bool] | None = None,
         vocab_limit: int | None = None,
     ) -> None:
         self.backend = backend
         # A draft vocabulary may be a little larger than the target's (padding ids).
         self.vocab_limit = vocab_limit if vocab_limit is not None else backend.n_vocab
-        self.p_min = p_min
         # Cost-aware early stop (set by `auto`): asked after each drafted token.
         self.should_continue = should_continue
         # Seconds of each one-token draft call in the last draft (catch-up excluded): the
@@ -80,7 +78,7 @@ class ModelDrafter:
                 q = probabilities(row, sampling)
                 tok = sample(q, rng)
                 conf = float(q[tok])
-            if (conf < self.p_min and i > 0) or tok >= self.vocab_limit:
+            if tok >= self.vocab_limit:
                 break
             out.tokens.append(tok)
             out.probs.append(q)
