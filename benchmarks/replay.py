@@ -7,10 +7,16 @@ a shared machine. It is not a speed measurement: `speed.py` is.
 
     python benchmarks/replay.py                      # F32 and Q4 targets, all prompts
     python benchmarks/replay.py code_edit summarize  # some prompts
+    python benchmarks/replay.py --suite              # also the quick bench suite's prompts
+
+Tuning against three prompts overfits; `--suite` adds 14 more (first turns) and reports
+their geometric mean and the worst one.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -38,10 +44,22 @@ F32 = CostModel(
 Q4 = CostModel(_curve([1.0, 1.95, 2.38, 2.96, 3.55, 4.13, 4.53, 4.92, 5.4], 0.5), 0.0, 0.0075)
 
 
-def score(model: str | None, costs: CostModel, prompt_name: str) -> float:
+SUITE = HERE.parent / "spec_cli" / "data" / "bench_quick.jsonl"
+
+
+def prompt_texts(names: list[str], suite: bool) -> dict[str, str]:
+    texts = {n: (HERE / "prompts" / f"{n}.txt").read_text() for n in names}
+    if suite:
+        for line in SUITE.read_text().splitlines():
+            row = json.loads(line)
+            if "turns" in row:
+                texts[row["id"]] = row["turns"][0]
+    return texts
+
+
+def score(model: str | None, costs: CostModel, text: str) -> float:
     with open_session(ModelOptions(model=model)) as session:
         session._costs = costs  # the fixed curve instead of this machine's calibration
-        text = (HERE / "prompts" / f"{prompt_name}.txt").read_text()
         prompt = session.chat_prompt([{"role": "user", "content": text}])
         drafter = session.make_drafter("auto")
         drafter.learn_costs = False  # type: ignore[attr-defined]
@@ -54,16 +72,23 @@ def score(model: str | None, costs: CostModel, prompt_name: str) -> float:
 
 
 def main() -> None:
-    names = sys.argv[1:] or sorted(p.stem for p in (HERE / "prompts").glob("*.txt"))
+    args = [a for a in sys.argv[1:] if a != "--suite"]
+    names = args or sorted(p.stem for p in (HERE / "prompts").glob("*.txt"))
+    texts = prompt_texts(names, "--suite" in sys.argv)
     f32 = os.environ.get("SPEC_F32_MODEL")
-    targets = [("Q4 default", None, Q4)]
+    targets: list[tuple[str, str | None, CostModel]] = [("Q4 default", None, Q4)]
     if f32:
         targets.insert(0, ("F32 " + Path(f32).name, f32, F32))
     else:
         print("(set SPEC_F32_MODEL=path/to/f32.gguf to replay the F32 target too)")
     for label, model, costs in targets:
-        row = "  ".join(f"{n}={score(model, costs, n):.2f}x" for n in names)
+        got = {n: score(model, costs, t) for n, t in texts.items()}
+        row = "  ".join(f"{n}={v:.2f}x" for n, v in got.items())
         print(f"{label}: {row}", flush=True)
+        extra = [v for n, v in got.items() if n not in names]
+        if extra:
+            mean = math.exp(sum(math.log(v) for v in extra) / len(extra))
+            print(f"  suite: geometric mean {mean:.3f}x, worst {min(extra):.2f}x", flush=True)
 
 
 if __name__ == "__main__":

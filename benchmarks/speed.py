@@ -102,7 +102,7 @@ def compare_llama_cpp_python(args: argparse.Namespace) -> None:
         for _ in range(args.repeats):
             speed, ours_tokens, _ = run_once(session, "none", prompt, args.max_tokens)
             ours_s.append(speed)
-            llm.reset()
+            llm.reset()  # type: ignore[no-untyped-call]
             n, first, last = 0, 0.0, 0.0
             for _ in llm.generate(prompt, temp=0.0, top_k=1, reset=True):
                 now = time.perf_counter()

@@ -1,11 +1,13 @@
 """Running estimates of how often drafted tokens are accepted.
 
 Each drafted token carries a drafter name, its position in the draft and a feature bucket
-(how it was found). Tokens the target actually checked (up to and including the first
-rejection) update Beta-smoothed rates at three levels — per drafter, per (drafter,
-feature) and per (drafter, feature, position) — each level shrunk toward the one above
-it, and the top toward the drafter's own confidence. So a bucket with no evidence yet (a
-draft position never reached, say) borrows what the drafter has shown elsewhere.
+(how it was found). Tokens the target checked (up to and including the first rejection)
+update Beta-smoothed rates per (drafter, feature) and per (drafter, feature, position);
+an estimate starts from the drafter's own confidence for the token, is shrunk toward the
+feature's rate, then toward the position's. Drafters' confidences differ by feature (a
+long copy is likelier right than a one-token match), so a feature with no evidence yet
+keeps its own prior rather than borrowing the drafter's average. A per-drafter rate is
+also kept, for drafters judged as a whole (the draft model).
 """
 
 from __future__ import annotations
@@ -48,9 +50,8 @@ class AcceptanceModel:
         self._by_feature: dict[tuple[str, int], _Rate] = {}
         self._by_position: dict[tuple[str, int, int], _Rate] = {}
 
-    def _levels(self, source: str, feat: int, i: int) -> tuple[_Rate | None, ...]:
+    def _levels(self, source: str, feat: int, i: int) -> tuple[_Rate | None, _Rate | None]:
         return (
-            self._by_source.get(source),
             self._by_feature.get((source, feat)),
             self._by_position.get((source, feat, position_bucket(i))),
         )
@@ -59,7 +60,7 @@ class AcceptanceModel:
         """P(token i accepted | tokens before it accepted), per drafted token.
 
         `caution` lowers each estimate by that many posterior standard deviations of the
-        drafter's overall evidence. Stops early once the chance that the whole draft so
+        evidence for its feature. Stops early once the chance that the whole draft so
         far is accepted falls below `floor`: later tokens could not change a length
         decision.
         """
@@ -70,22 +71,23 @@ class AcceptanceModel:
                 break
             p = draft.confidence[i] if i < len(draft.confidence) else 0.5
             feat = draft.features[i] if i < len(draft.features) else 0
-            levels = self._levels(draft.source, feat, i)
-            for level in levels:
+            by_feature, by_position = self._levels(draft.source, feat, i)
+            for level in (by_feature, by_position):
                 if level is not None:
                     p = level.shrunk(p)
-            # How much this drafter has been checked in this text: its overall evidence.
-            evidence = PRIOR_WEIGHT + (levels[0].seen if levels[0] is not None else 0.0)
+            # How often tokens like this one have been checked: the estimate's evidence.
+            evidence = PRIOR_WEIGHT + (by_feature.seen if by_feature is not None else 0.0)
             if caution:
                 p = max(0.0, p - caution * math.sqrt(p * (1.0 - p) / (evidence + 1.0)))
             out.append(p)
             alive *= p
         return out
 
-    def record(self, draft: Draft, accepted: int) -> None:
-        """Learn from one verification: tokens < accepted passed, token `accepted` failed."""
+    def record(self, draft: Draft, accepted: int, censored: bool = False) -> None:
+        """Learn from one verification: tokens < accepted passed, token `accepted` failed
+        (unless `censored`: the check ended there without a verdict on that token)."""
         src = draft.source
-        for i in range(min(len(draft), accepted + 1)):
+        for i in range(min(len(draft), accepted if censored else accepted + 1)):
             ok = i < accepted
             feat = draft.features[i] if i < len(draft.features) else 0
             self._by_source.setdefault(src, _Rate()).add(ok)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
-from fakes import FakeBackend, ScriptedDrafter, greedy_reference, table_rule
+from fakes import VOCAB, FakeBackend, LogitsRule, ScriptedDrafter, greedy_reference, table_rule
 
 from spec_cli.costs import MAX_BATCH, CostModel
 from spec_cli.drafters.auto import AutoDrafter
@@ -147,15 +149,26 @@ def test_draft_model_warm_up_finds_a_good_draft_the_prior_would_skip(
     assert "model" not in cold.per_drafter  # the prior alone never tries it in 100 tokens
 
 
+def positional_rule(seed: int) -> LogitsRule:
+    """A target whose next token depends on its position: it never settles into copying."""
+    table = np.random.default_rng(seed).standard_normal((4096, VOCAB)).astype(np.float32)
+
+    def rule(context: Sequence[int]) -> npt.NDArray[np.float32]:
+        out: npt.NDArray[np.float32] = table[len(context)]
+        return out
+
+    return rule
+
+
 def test_cautious_estimates_keep_hopeful_guesses_off_a_compute_bound_target(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Prompt lookup's prior for a long copied match is 0.92. On a Q4-like curve (two
-    tokens cost 1.95 calls) an 8-token draft at 0.92 looks worth it, but with no evidence
-    yet the cautious estimate does not: on repeated text the target does not copy, auto
-    tries nothing (exploration aside), while taking the prior at face value drafts and
+    """Prompt lookup's prior for a long copied match is above 0.9. On a Q4-like curve (two
+    tokens cost 1.95 calls) an 8-token draft at that prior looks worth it, but with no
+    evidence yet the cautious estimate does not: on repeated text the target does not
+    copy, auto drafts next to nothing, while taking the prior at face value drafts and
     loses. Output equals plain decoding either way."""
-    target = FakeBackend(table_rule(seed=8), n_ctx=512)
+    target = FakeBackend(positional_rule(seed=8), n_ctx=512)
     prompt = [3, *([1, 2, 11, 13, 10, 12, 3, 5, 6, 7] * 3)]
     measured = (1.0, 1.95, 2.38, 2.96, 3.55, 4.13, 4.53, 4.92, 5.4)
     q4_like = CostModel((*measured, *(5.4 + 0.5 * i for i in range(1, MAX_BATCH - 8))))
@@ -209,3 +222,28 @@ def test_auto_saves_what_it_learned_for_the_next_run(
         assert second.acceptance.to_json()["source"]  # type: ignore[attr-defined]
         monkeypatch.setenv("SPEC_NO_LEARN", "1")
         assert not session.make_drafter("auto").acceptance.to_json()["source"]  # type: ignore[attr-defined]
+
+
+def test_proposals_turned_down_still_learn_from_what_the_target_emitted() -> None:
+    """Where drafting never pays (each extra token costs a full call) auto drafts nothing,
+    yet every step checks each proposal against the token the target emitted: a drafter
+    that would have been right ends up trusted and one that would have been wrong does not,
+    with no tokens spent finding out."""
+    target = FakeBackend(table_rule(seed=4), n_ctx=512)
+    prompt = [1, 2]
+    reference = greedy_reference(target, prompt, 80)
+
+    def right(context: list[int], max_len: int) -> list[int]:
+        done = len(context) - len(prompt)
+        return reference[done : done + max_len]
+
+    def wrong(context: list[int], max_len: int) -> list[int]:
+        return [(t + 1) % VOCAB for t in right(context, max_len)]
+
+    good, bad = ScriptedDrafter(right, name="good"), ScriptedDrafter(wrong, name="bad")
+    auto = AutoDrafter([good, bad], COMPUTE_BOUND, learn_costs=False)
+    tokens, stats = run(target, auto, prompt, 60)
+    assert tokens == reference[:60]
+    assert stats.drafted_tokens == 0
+    assert auto.acceptance.estimate(good.draft(prompt, 4, SamplingParams(), RNG0))[0] > 0.9
+    assert auto.acceptance.estimate(bad.draft(prompt, 4, SamplingParams(), RNG0))[0] < 0.1

@@ -20,8 +20,8 @@ from spec_cli.sampling import SamplingParams
 CAUTION_PER_COST = 1.0
 NEGLIGIBLE = 0.01  # a draft tail less likely than this to survive never sets the length
 MODEL_PRIOR = 0.8  # belief in a same-family draft model before any evidence
-# A drafter the estimates currently rule out is still tried now and then, so estimates
-# can recover; those tries may cost at most this share of the time.
+# A draft model the estimates currently rule out is still run now and then, so its
+# estimate can recover; those tries may cost at most this share of the time.
 EXPLORE_BUDGET = 0.01
 EXPLORE_MIN_STEPS = 16
 # The draft model drafts at least WARMUP_LEN tokens a step until the target has checked
@@ -38,7 +38,9 @@ class AutoDrafter:
 
     Cheap drafters (prompt lookup, n-grams) propose every step; their tokens' acceptance
     is estimated from what was accepted before, and each proposal is cut to the length
-    that maximizes expected tokens per unit of verify cost. The draft model runs only
+    that maximizes expected tokens per unit of verify cost. Every proposal, chosen or
+    not, is then checked against the tokens the target emitted, so each drafter learns
+    from every step, including steps that drafted nothing. The draft model runs only
     when its expected gain beats the best cheap proposal, and stops drafting as soon as
     one more token is not worth its cost. Choosing length 0 is plain decoding.
     """
@@ -62,7 +64,9 @@ class AutoDrafter:
         self.acceptance = acceptance if acceptance is not None else AcceptanceModel()
         self._on_close = on_close
         self._since_model = 0
-        self._since_explore = 0
+        self._candidates: list[Draft] = []  # this step's proposals, before truncation
+        self._start = 0  # context length they were drafted after
+        self._greedy = True
         if model is not None:
             model.should_continue = self._model_should_continue
         self._max_len = 0
@@ -90,7 +94,9 @@ class AutoDrafter:
     ) -> Draft:
         best_value = 1.0 / self.costs.verify_cost(1)
         best = Draft(source=self.name)
-        runner_up: Draft | None = None
+        self._candidates = []
+        self._start = len(context)
+        self._greedy = sampling.greedy
         # Cheap guesses start from hopeful priors: judge them the more cautiously the
         # more a wrong token costs (a second token in a call: ~1x more on a compute-bound
         # target, ~0.3x on a bandwidth-bound one).
@@ -99,12 +105,11 @@ class AutoDrafter:
             cand = drafter.draft(context, max_len, sampling, rng)
             if not cand.tokens:
                 continue
+            self._candidates.append(cand)
             est = self.acceptance.estimate(cand, floor=NEGLIGIBLE, caution=caution)
             k, value = self.costs.best_length(est)
             if k > 0 and value > best_value:
                 best_value, best = value, cand.truncated(k)
-            elif runner_up is None:
-                runner_up = cand
         warming = self._warming() and max_len > 0
         if self.model is not None and (warming or self._model_worth_it(best_value, max_len)):
             self._max_len = max_len
@@ -113,6 +118,8 @@ class AutoDrafter:
                 for seconds in self.model.step_seconds:
                     self.online.observe_draft(seconds)
             self._since_model = 0
+            if cand.tokens:
+                self._candidates.append(cand)
             if warming:
                 self._warmup -= 1
                 best_value, best = float("inf"), cand
@@ -123,12 +130,6 @@ class AutoDrafter:
                     best_value, best = value, cand.truncated(k)
         else:
             self._since_model += 1
-        if not best.tokens and runner_up is not None:
-            self._since_explore += 1
-            if self._since_explore >= self._explore_every(self.costs.verify_cost(2) - 1.0):
-                # Keep estimates honest: one token of a proposal we keep turning down.
-                self._since_explore = 0
-                best = runner_up.truncated(1)
         self._batch = len(best) + 1
         self._verify_started = time.perf_counter()
         return best
@@ -167,10 +168,30 @@ class AutoDrafter:
         # The engine verifies between our draft() and this call: that is the target's time.
         if self.learn_costs:
             self.online.observe(self._batch, time.perf_counter() - self._verify_started)
-        if draft.tokens:
-            self.acceptance.record(draft, accepted)
+        self._learn_acceptance(context[self._start :], draft, accepted)
         for d in self._all():
             d.feedback(context, draft, accepted)
+
+    def _learn_acceptance(self, emitted: Sequence[int], chosen: Draft, accepted: int) -> None:
+        """Check each proposal against what the target emitted this step.
+
+        Exact for the chosen draft and for any greedy run. When sampling, the token after
+        a rejection is drawn from the target's residual distribution, so other proposals
+        are not judged on it, and proposals sampled from a draft distribution are judged
+        only when chosen: matching a sample is not their acceptance.
+        """
+        for cand in self._candidates:
+            is_chosen = cand.source == chosen.source
+            sampled = any(q is not None for q in cand.probs)
+            if not self._greedy and sampled and not is_chosen:
+                continue
+            fair = self._greedy or is_chosen or accepted == len(chosen)
+            truth = emitted if fair else emitted[:-1]
+            m = 0
+            while m < len(cand) and m < len(truth) and cand.tokens[m] == truth[m]:
+                m += 1
+            # A proposal longer than what was checked has no verdict past that point.
+            self.acceptance.record(cand, m, censored=m == len(truth))
 
     def close(self) -> None:
         for d in self._all():

@@ -18,6 +18,13 @@ from spec_cli.ngram_store import PersistentNgrams
 from spec_cli.sampling import SamplingParams
 
 SOURCES = ("context", "learned", "static")
+# Prior that the top continuation is right, by source and matched order, before the
+# share of that continuation scales it: long matches in this very text are copies.
+_PRIOR_BY_ORDER = (
+    (0.0, 0.15, 0.35, 0.5, 0.65),
+    (0.0, 0.1, 0.3, 0.45, 0.6),
+    (0.0, 0.1, 0.25, 0.35, 0.45),
+)
 
 
 def feature(source: int, order: int, count: int, total: int) -> int:
@@ -86,7 +93,7 @@ class NgramDrafter:
             source, (tok, count, total, order) = hit
             out.tokens.append(tok)
             out.probs.append(None)
-            out.confidence.append(count / (total + 1.0))
+            out.confidence.append(_PRIOR_BY_ORDER[source][order] * count / total)
             out.features.append(feature(source, order, count, total))
         return out
 

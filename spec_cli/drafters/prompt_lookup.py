@@ -11,7 +11,18 @@ from spec_cli.sampling import SamplingParams
 
 # How far back the context agrees with the copied place, in buckets, with the drafter's
 # own prior that a copied token is right: a long agreement means text is being copied.
-_MATCH_BUCKETS = ((1, 0.25), (2, 0.45), (3, 0.6), (4, 0.7), (6, 0.8), (10, 0.88), (16, 0.92))
+_MATCH_BUCKETS = (
+    (1, 0.25),
+    (2, 0.45),
+    (3, 0.6),
+    (4, 0.7),
+    (6, 0.8),
+    (10, 0.88),
+    (16, 0.92),
+    (24, 0.94),
+    (32, 0.95),
+    (48, 0.96),
+)
 _LONGEST_CHECK = 32
 
 
@@ -106,9 +117,11 @@ class PromptLookupDrafter:
             and context[pos - length - 1] == context[size - length - 1]
         ):
             length += 1
-        feature, conf = match_bucket(length)
-        n = len(tokens)
-        return Draft(tokens, [None] * n, [conf] * n, self.name, [feature] * n)
+        # Token i is only checked if the i before it were right, and then the text agrees
+        # with the copied place over length + i tokens: one curve serves every position.
+        buckets = [match_bucket(length + i) for i in range(len(tokens))]
+        features = [f for f, _ in buckets]
+        return Draft(tokens, [None] * len(tokens), [c for _, c in buckets], self.name, features)
 
     def feedback(self, context: Sequence[int], draft: Draft, accepted: int) -> None:
         pass
