@@ -1,4 +1,5 @@
-"""Prompt lookup on literal token arrays: longest n-gram first, latest occurrence."""
+"""Prompt lookup on literal token arrays: longest n-gram first, then the place whose
+surroundings agree longest with the text, the latest among equals."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ def draft(drafter: PromptLookupDrafter, context: list[int], max_len: int) -> lis
         ([5, 2, 9, 1, 2, 7, 2, 1, 2], 2, [7, 2]),
         # Latest occurrence: [1, 2] occurs at 0 and 3; the one at 3 is followed by 9.
         ([1, 2, 8, 1, 2, 9, 1, 2], 2, [9, 1]),
+        # [1, 2, 3, 4] occurs twice; the earlier place is also preceded by 9, as the text
+        # is, so that is the place being copied: its 8 wins over the latest place's 6.
+        ([3, 9, 1, 2, 3, 4, 8, 7, 1, 2, 3, 4, 6, 9, 1, 2, 3, 4], 2, [8, 7]),
         # The copy may run into the suffix itself.
         ([4, 5, 4, 5], 5, [4, 5]),
         # A 4-gram match wins over everything shorter.

@@ -18,12 +18,14 @@ _MATCH_BUCKETS = (
     (4, 0.7),
     (6, 0.8),
     (10, 0.88),
-    (16, 0.92),
-    (24, 0.94),
-    (32, 0.95),
-    (48, 0.96),
+    (16, 0.94),
+    (24, 0.96),
+    (32, 0.97),
+    (48, 0.98),
 )
 _LONGEST_CHECK = 32
+# Of a suffix's earlier occurrences, the latest this many compete to be copied from.
+_CANDIDATES = 16
 
 
 def match_bucket(length: int) -> tuple[int, float]:
@@ -35,12 +37,38 @@ def match_bucket(length: int) -> tuple[int, float]:
     return bucket, prior
 
 
+def agreement(tokens: Sequence[int], pos: int, order: int) -> int:
+    """How far back the text before `pos` agrees with the end of `tokens` (at least
+    `order`, the n-gram already known to match; at most _LONGEST_CHECK)."""
+    size, length = len(tokens), order
+    while (
+        length < _LONGEST_CHECK
+        and pos - length - 1 >= 0
+        and tokens[pos - length - 1] == tokens[size - length - 1]
+    ):
+        length += 1
+    return length
+
+
+def best_place(tokens: Sequence[int], places: Sequence[int], order: int) -> tuple[int, int]:
+    """(continuation start, agreement) of the place that agrees longest with the text,
+    the latest among equals: when a line recurs, the place being copied is the one
+    whose surroundings match, not merely the latest."""
+    best, best_len = -1, -1
+    for pos in places[-_CANDIDATES:]:
+        length = agreement(tokens, pos, order)
+        if length >= best_len:
+            best, best_len = pos, length
+    return best, best_len
+
+
 def lookup(
     tokens: Sequence[int], max_len: int, ngram_max: int = 4, ngram_min: int = 1
 ) -> list[int]:
     """Find the longest suffix n-gram (n from ngram_max down to ngram_min) that occurred
-    earlier in `tokens`, at its latest occurrence, and return up to `max_len` tokens that
-    followed it. (Reference implementation; the drafter keeps an incremental index.)"""
+    earlier in `tokens`, at its best-agreeing place (see best_place), and return up to
+    `max_len` tokens that followed it. (Reference implementation; the drafter keeps an
+    incremental index.)"""
     n_tok = len(tokens)
     if max_len <= 0:
         return []
@@ -48,19 +76,18 @@ def lookup(
     for n in range(min(ngram_max, n_tok - 1), ngram_min - 1, -1):
         suffix = arr[n_tok - n :]
         starts = np.flatnonzero(arr[: n_tok - n] == suffix[0])
-        for start in starts[::-1]:
-            if np.array_equal(arr[start : start + n], suffix):
-                follow = arr[start + n : start + n + max_len]
-                if len(follow):
-                    return [int(t) for t in follow]
+        places = [int(s) + n for s in starts if np.array_equal(arr[s : s + n], suffix)]
+        if places:
+            pos, _ = best_place(tokens, places, n)
+            return [int(t) for t in arr[pos : pos + max_len]]
     return []
 
 
 class PromptLookupDrafter:
     """Deterministic drafter over prompt + output; q is one-hot.
 
-    An index from each n-gram to the position right after its latest occurrence is
-    extended as the context grows, so a step costs a few dict lookups, not a rescan.
+    An index from each n-gram to the positions right after its occurrences is extended
+    as the context grows, so a step costs a few dict lookups, not a rescan.
     """
 
     name = "prompt-lookup"
@@ -68,12 +95,12 @@ class PromptLookupDrafter:
     def __init__(self, ngram_max: int = 4, ngram_min: int = 1) -> None:
         self.ngram_max = ngram_max
         self.ngram_min = ngram_min
-        self._latest: list[dict[tuple[int, ...], int]] = [{} for _ in range(ngram_max + 1)]
+        self._places: list[dict[tuple[int, ...], list[int]]] = [{} for _ in range(ngram_max + 1)]
         self._indexed = 0  # positions < this have been indexed as continuations
         self._tokens: list[int] = []
 
     def begin(self, context: Sequence[int]) -> None:
-        self._latest = [{} for _ in range(self.ngram_max + 1)]
+        self._places = [{} for _ in range(self.ngram_max + 1)]
         self._indexed = 0
         self._tokens = []
 
@@ -84,17 +111,17 @@ class PromptLookupDrafter:
         end = len(context) - 1  # the final position has no continuation yet
         for j in range(max(self._indexed, 1), end + 1):
             for n in range(1, min(self.ngram_max, j) + 1):
-                self._latest[n][tuple(context[j - n : j])] = j
+                self._places[n].setdefault(tuple(context[j - n : j]), []).append(j)
         self._indexed = max(self._indexed, end + 1)
 
     def match(self, context: Sequence[int]) -> tuple[int, int] | None:
-        """(continuation start, matched order) of the longest suffix seen before."""
+        """(continuation start, agreement length) of the best place to copy from."""
         self._index(context)
         size = len(context)
         for n in range(min(self.ngram_max, size - 1), self.ngram_min - 1, -1):
-            pos = self._latest[n].get(tuple(context[size - n :]))
-            if pos is not None and pos < size:
-                return pos, n
+            places = self._places[n].get(tuple(context[size - n :]))
+            if places:
+                return best_place(context, places, n)
         return None
 
     def draft(
@@ -107,16 +134,8 @@ class PromptLookupDrafter:
         found = self.match(context) if max_len > 0 else None
         if found is None:
             return Draft(source=self.name)
-        pos, order = found
+        pos, length = found
         tokens = list(context[pos : pos + max_len])
-        # Extend the match backwards: how long has the text agreed with the copied place?
-        size, length = len(context), order
-        while (
-            length < _LONGEST_CHECK
-            and pos - length - 1 >= 0
-            and context[pos - length - 1] == context[size - length - 1]
-        ):
-            length += 1
         # Token i is only checked if the i before it were right, and then the text agrees
         # with the copied place over length + i tokens: one curve serves every position.
         buckets = [match_bucket(length + i) for i in range(len(tokens))]
