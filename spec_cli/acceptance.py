@@ -4,7 +4,8 @@ Each drafted token carries a drafter name, its position in the draft and a featu
 (how it was found). Tokens the target checked (up to and including the first rejection)
 update Beta-smoothed rates per (drafter, feature) and per (drafter, feature, position);
 an estimate starts from the drafter's own confidence for the token, is shrunk toward the
-feature's rate, then toward the position's. Drafters' confidences differ by feature (a
+feature's rate, then toward the position's (unless the feature already encodes the
+position, as prompt lookup's copy length does). Drafters' confidences differ by feature (a
 long copy is likelier right than a one-token match), so a feature with no evidence yet
 keeps its own prior rather than borrowing the drafter's average. A per-drafter rate is
 also kept, for drafters judged as a whole (the draft model).
@@ -72,7 +73,10 @@ class AcceptanceModel:
             p = draft.confidence[i] if i < len(draft.confidence) else 0.5
             feat = draft.features[i] if i < len(draft.features) else 0
             by_feature, by_position = self._levels(draft.source, feat, i)
-            for level in (by_feature, by_position):
+            # A feature that already says how far into a copy the token lies makes the
+            # position level a needless split of the same evidence.
+            levels = (by_feature,) if draft.features_cover_position else (by_feature, by_position)
+            for level in levels:
                 if level is not None:
                     p = level.shrunk(p)
             # How often tokens like this one have been checked: the estimate's evidence.

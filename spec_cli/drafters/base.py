@@ -28,13 +28,21 @@ class Draft:
     confidence: list[float] = field(default_factory=list)
     source: str = ""
     features: list[int] = field(default_factory=list)
+    # Whether the features already tell where in the draft a token lies (so acceptance
+    # is not also tracked per draft position).
+    features_cover_position: bool = False
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     def truncated(self, n: int) -> Draft:
         return Draft(
-            self.tokens[:n], self.probs[:n], self.confidence[:n], self.source, self.features[:n]
+            self.tokens[:n],
+            self.probs[:n],
+            self.confidence[:n],
+            self.source,
+            self.features[:n],
+            self.features_cover_position,
         )
 
 

@@ -140,7 +140,8 @@ class PromptLookupDrafter:
         # with the copied place over length + i tokens: one curve serves every position.
         buckets = [match_bucket(length + i) for i in range(len(tokens))]
         features = [f for f, _ in buckets]
-        return Draft(tokens, [None] * len(tokens), [c for _, c in buckets], self.name, features)
+        confidence = [c for _, c in buckets]
+        return Draft(tokens, [None] * len(tokens), confidence, self.name, features, True)
 
     def feedback(self, context: Sequence[int], draft: Draft, accepted: int) -> None:
         pass
