@@ -28,9 +28,7 @@ def chat(
         str | None,
         typer.Option("--load", help="Continue a conversation saved with /save.", metavar="FILE"),
     ] = None,
-    color: Annotated[
-        str, typer.Option("--color", help="auto (colours on a terminal), always or never.")
-    ] = "auto",
+    color: o.Color = "auto",
     ctx_size: o.CtxSize = 4096,
     threads: o.Threads = 0,
     gpu_layers: o.GpuLayers = 0,

@@ -55,3 +55,6 @@ NgramCache = Annotated[
     str | None,
     typer.Option("--ngram-cache", help="Static n-gram cache from `spec ngram build`."),
 ]
+Color = Annotated[
+    str, typer.Option("--color", help="auto (colours on a terminal), always or never.")
+]

@@ -10,10 +10,6 @@ import typer
 
 from spec_cli.commands import options as o
 
-ColorChoice = Annotated[
-    str, typer.Option("--color", help="auto (colours on a terminal), always or never.")
-]
-
 
 def run(
     prompt_file: Annotated[
@@ -36,7 +32,7 @@ def run(
     stop: Annotated[
         list[str] | None, typer.Option("--stop", help="Stop at this text (repeatable).")
     ] = None,
-    color: ColorChoice = "auto",
+    color: o.Color = "auto",
     stats: Annotated[bool, typer.Option("--stats", help="Print statistics on stderr.")] = False,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout at the end.")
