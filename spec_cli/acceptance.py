@@ -96,7 +96,8 @@ class AcceptanceModel:
             feat = draft.features[i] if i < len(draft.features) else 0
             self._by_source.setdefault(src, _Rate()).add(ok)
             self._by_feature.setdefault((src, feat), _Rate()).add(ok)
-            self._by_position.setdefault((src, feat, position_bucket(i)), _Rate()).add(ok)
+            if not draft.features_cover_position:  # estimate() would never read it
+                self._by_position.setdefault((src, feat, position_bucket(i)), _Rate()).add(ok)
 
     def checked(self, source: str) -> float:
         """How many of a drafter's tokens the target has checked (recent ones weigh more)."""
