@@ -163,7 +163,7 @@ def positional_rule(seed: int) -> LogitsRule:
 def test_cautious_estimates_keep_hopeful_guesses_off_a_compute_bound_target(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Prompt lookup's prior for a long copied match is above 0.9. On a Q4-like curve (two
+    """Prompt lookup's prior for text that repeats is above 0.9. On a Q4-like curve (two
     tokens cost 1.95 calls) an 8-token draft at that prior looks worth it, but with no
     evidence yet the cautious estimate does not: on repeated text the target does not
     copy, auto drafts next to nothing, while taking the prior at face value drafts and
@@ -179,9 +179,10 @@ def test_cautious_estimates_keep_hopeful_guesses_off_a_compute_bound_target(
         assert tokens == greedy_reference(target, prompt, 60)
         return stats.drafted_tokens
 
-    assert drafted() <= 2
+    cautious = drafted()
+    assert cautious <= 4
     monkeypatch.setattr("spec_cli.drafters.auto.CAUTION_PER_COST", 0.0)
-    assert drafted() > 2
+    assert drafted() >= 2 * cautious
 
 
 def test_acceptance_estimates_carry_over_between_runs_at_bounded_weight() -> None:

@@ -77,3 +77,35 @@ def test_drafter_matches_the_reference_as_the_context_grows() -> None:
         # Reused for a context that is not an extension of the last one.
         other = rng.integers(0, 6, size=12).tolist()
         assert draft(drafter, other, 3) == lookup(other, 3)
+
+
+def confidences(context: list[int]) -> list[float]:
+    return PromptLookupDrafter().draft(context, 1, SamplingParams(), RNG).confidence
+
+
+def test_a_phrase_always_continued_one_way_is_trusted_more_than_a_unique_one() -> None:
+    """The same one-token match ([5]) is likelier copied right when every earlier [5]
+    was followed by the copied token, and less likely when [5] was followed by several
+    different tokens: a coin toss between continuations."""
+    (unique,) = confidences([9, 5, 7, 8, 5])
+    (consistent,) = confidences([9, 5, 7, 8, 5, 7, 3, 5])
+    (ambiguous,) = confidences([9, 5, 6, 8, 5, 7, 3, 5])
+    assert consistent > unique > ambiguous
+
+
+def test_a_rival_continuation_counts_less_when_its_surroundings_agree_less() -> None:
+    """[1, 2, 3, 5] continues with 6 and with 7. Where the text, like the place before
+    6, is preceded by 8, that place is copied; a rival preceded by 9 is a weaker doubt
+    than one preceded by 8 as well (a true tie)."""
+    (resolved,) = confidences([8, 1, 2, 3, 5, 6, 9, 1, 2, 3, 5, 7, 4, 8, 1, 2, 3, 5])
+    (tie,) = confidences([8, 1, 2, 3, 5, 6, 8, 1, 2, 3, 5, 7, 4, 8, 1, 2, 3, 5])
+    (unique,) = confidences([8, 1, 2, 3, 5, 6, 9, 4, 4, 4, 4, 7, 4, 8, 1, 2, 3, 5])
+    assert unique > resolved > tie
+
+
+def test_confidence_rises_as_a_copy_agrees_over_more_tokens() -> None:
+    prefix = list(range(10, 40))
+    d = PromptLookupDrafter().draft([*prefix, 1, *prefix[:3]], 12, SamplingParams(), RNG)
+    assert d.tokens == prefix[3:15]
+    assert d.confidence == sorted(d.confidence)
+    assert d.confidence[0] < 0.8 < d.confidence[-1]
