@@ -51,6 +51,22 @@ def test_drafter_chains_the_most_likely_continuation_with_confidence() -> None:
     assert len(draft.features) == 3
 
 
+def first_confidence(context: list[int]) -> float:
+    drafter = NgramDrafter()
+    drafter.begin(context)
+    return drafter.draft(context, 1, GREEDY, RNG).confidence[0]
+
+
+def test_confidence_follows_how_consistently_the_text_continued_the_context() -> None:
+    """(2, 3) seen twice, both times followed by 4, beats (2, 3) seen once; a context
+    continued two ways is the least sure, and a longer match beats a shorter one."""
+    consistent = first_confidence([2, 3, 4, 9, 2, 3, 4, 8, 2, 3])
+    once = first_confidence([2, 3, 4, 9, 8, 2, 3])
+    split = first_confidence([2, 3, 4, 9, 2, 3, 5, 8, 2, 3])
+    assert consistent > once > split
+    assert first_confidence([1, 2, 3, 4, 9, 1, 2, 3]) > once
+
+
 def test_static_and_learned_sources_are_consulted_after_the_context() -> None:
     static = NgramCounts()
     static.add_sequence([7, 8, 9, 10, 11])
