@@ -29,6 +29,11 @@ _MATCH_BUCKETS = (
     (48, (0.98, 0.99, 0.6, 0.96)),
 )
 UNIQUE, CONSISTENT, TIE, RESOLVED = range(4)
+# Bucket index by agreement length (every length past the last edge is in the last one).
+_BUCKET_OF_LENGTH = [
+    max([0, *(i for i, (edge, _) in enumerate(_MATCH_BUCKETS) if n >= edge)])
+    for n in range(_MATCH_BUCKETS[-1][0] + 1)
+]
 _LONGEST_CHECK = 32
 # Of a suffix's earlier occurrences, the latest this many compete to be copied from.
 _CANDIDATES = 16
@@ -37,10 +42,7 @@ _CANDIDATES = 16
 def match_bucket(length: int, kind: int = UNIQUE) -> tuple[int, float]:
     """(feature, prior) for a copied token after `length` agreeing tokens, whose
     preceding n-gram continues as `kind` (UNIQUE, CONSISTENT, TIE or RESOLVED) elsewhere."""
-    bucket = 0
-    for i, (edge, _) in enumerate(_MATCH_BUCKETS):
-        if length >= edge:
-            bucket = i
+    bucket = _BUCKET_OF_LENGTH[min(max(length, 0), len(_BUCKET_OF_LENGTH) - 1)]
     return bucket * 4 + kind, _MATCH_BUCKETS[bucket][1][kind]
 
 
