@@ -26,6 +26,7 @@ os.environ.setdefault("SPEC_NO_LEARN", "1")
 
 import numpy as np
 
+from spec_cli.costs import calibrate
 from spec_cli.engine import DEFAULT_DRAFT_MAX, GenerationConfig, generate
 from spec_cli.events import TokenEvent
 from spec_cli.session import ModelOptions, Session, open_session
@@ -53,11 +54,23 @@ def run_once(
     return stats.tokens_per_second, tokens, stats
 
 
+def print_machine_state(session: Session) -> None:
+    """The verify-cost curve right now: speedups on a shared machine move with it (a
+    busy memory bus makes single-token steps slower and batches relatively cheaper)."""
+    now = calibrate(session.target)
+    print(
+        f"verify cost now: 1 token {now.target_seconds * 1000:.1f} ms; "
+        + ", ".join(f"{n} tokens {now.verify_cost(n):.2f}x" for n in (2, 4, 8, 16, 33))
+        + f"; perfect-draft ceiling {now.ceiling()[1]:.2f}x"
+    )
+
+
 def compare_methods(args: argparse.Namespace) -> None:
     opts = ModelOptions(args.model, args.draft, ctx_size=4096, threads=args.threads)
     methods = args.methods.split(",")
     with open_session(opts) as session:
         session.cost_model()  # calibrate outside the timed runs
+        print_machine_state(session)
         for path in args.prompts:
             prompt = prompt_tokens(session, path)
             speeds: dict[str, list[float]] = {m: [] for m in methods}
