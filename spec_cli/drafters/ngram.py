@@ -43,17 +43,17 @@ def _share_bin(count: int, total: int) -> int:
     return 0 if share < 0.4 else 1 if share < 0.7 else 2 if share < 0.95 else 3
 
 
-def feature(source: int, order: int, count: int, total: int) -> int:
-    """Bucket describing how a token was found, for acceptance calibration."""
-    return source * 100 + order * 10 + _share_bin(count, total) * 2 + (1 if total >= 2 else 0)
-
-
-def prior(source: int, order: int, count: int, total: int) -> float:
-    """The drafter's own estimate that a token found this way is right."""
-    if source == 0:
-        share_bin = _share_bin(count, total)
-        return _CONTEXT_PRIOR[order][share_bin + (share_bin == 3 and total >= 2)]
-    return _PRIOR_BY_ORDER[source][order] * count / total
+def classify(source: int, order: int, count: int, total: int) -> tuple[int, float]:
+    """(feature bucket for acceptance calibration, the drafter's own prior) of a token
+    found as `count` of `total` continuations of an order-`order` match in `source`."""
+    share_bin = _share_bin(count, total)
+    seen_again = total >= 2
+    feature = source * 100 + order * 10 + share_bin * 2 + int(seen_again)
+    if source != 0:
+        return feature, _PRIOR_BY_ORDER[source][order] * count / total
+    # The last column is for a context seen more than once, always continued this way.
+    column = 4 if share_bin == 3 and seen_again else share_bin
+    return feature, _CONTEXT_PRIOR[order][column]
 
 
 class NgramDrafter:
@@ -115,8 +115,9 @@ class NgramDrafter:
             source, (tok, count, total, order) = hit
             out.tokens.append(tok)
             out.probs.append(None)
-            out.confidence.append(prior(source, order, count, total))
-            out.features.append(feature(source, order, count, total))
+            feature, prior = classify(source, order, count, total)
+            out.confidence.append(prior)
+            out.features.append(feature)
         return out
 
     def feedback(self, context: Sequence[int], draft: Draft, accepted: int) -> None:
