@@ -19,10 +19,7 @@ from dataclasses import dataclass
 from spec_cli.drafters.base import Draft
 
 PRIOR_WEIGHT = 3.0  # pseudo-observations behind each level's prior
-# Cautious estimates subtract `caution` posterior standard deviations: with little
-# evidence a guess must look clearly worth it, which is what keeps expensive-to-verify
-# targets from losing time on hopeful guesses while the estimates learn.
-DECAY = 0.95
+DECAY = 0.95  # older evidence fades, so estimates follow the text as it changes
 CARRIED_WEIGHT = 12.0  # observations an earlier run's rate is worth at the start of a new one
 
 
@@ -61,7 +58,9 @@ class AcceptanceModel:
         """P(token i accepted | tokens before it accepted), per drafted token.
 
         `caution` lowers each estimate by that many posterior standard deviations of the
-        evidence for its feature. Stops early once the chance that the whole draft so
+        evidence for its feature: with little evidence a guess must look clearly worth
+        it, which keeps expensive-to-verify targets from losing time on hopeful guesses
+        while the estimates learn. Stops early once the chance that the whole draft so
         far is accepted falls below `floor`: later tokens could not change a length
         decision.
         """
