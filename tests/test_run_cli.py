@@ -238,3 +238,12 @@ def test_user_errors_are_one_line(
     assert err.startswith("spec: error: ")
     assert expect in err
     assert proc.stdout == b""
+
+
+def test_the_cli_default_draft_length_is_the_engines() -> None:
+    """The options module keeps its own copy (the CLI starts without importing the
+    engine); `spec run --help` must advertise the length generation really uses."""
+    from spec_cli.commands import options
+    from spec_cli.engine import DEFAULT_DRAFT_MAX
+
+    assert options.DEFAULT_DRAFT_MAX == DEFAULT_DRAFT_MAX
