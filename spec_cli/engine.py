@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spec_cli.backend.base import Backend, sync_cache
-from spec_cli.drafters.base import Draft, Drafter
+from spec_cli.drafters.base import Draft, Drafter, before_end
 from spec_cli.errors import PromptError
 from spec_cli.events import Event, FinishEvent, Origin, RejectedEvent, StepEvent, TokenEvent
 from spec_cli.sampling import SamplingParams, probabilities
@@ -88,6 +88,7 @@ def generate(
             draft = drafter.draft(context, k_max, sampling, rng) if k_max > 0 else Draft()
             if len(draft) > k_max:
                 draft = draft.truncated(k_max)
+            draft = before_end(draft, target.is_eog)
             tv = time.perf_counter()
             n_acc, nxt = _verify(target, context, draft, config, rng)
             target.truncate(len(context) + n_acc)

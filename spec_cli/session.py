@@ -88,7 +88,7 @@ class Session:
             )
             cheap = [PromptLookupDrafter(), self._ngram_drafter(ngram_cache)]
             if not _learning():
-                return AutoDrafter(cheap, self.cost_model(), model)
+                return AutoDrafter(cheap, self.cost_model(), model, is_end=self.target.is_eog)
             from spec_cli.acceptance_store import load_acceptance, save_acceptance
 
             key = (self.target, self.draft)
@@ -98,6 +98,7 @@ class Session:
                 model,
                 acceptance=load_acceptance(*key),
                 on_close=lambda learned: save_acceptance(*key, learned),
+                is_end=self.target.is_eog,
             )
         raise UsageError(f"unknown drafter {name!r}: choose one of {', '.join(DRAFTERS)}")
 

@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from fakes import VOCAB, FakeBackend, LogitsRule, ScriptedDrafter, greedy_reference, table_rule
+from fakes import (
+    VOCAB,
+    FakeBackend,
+    LogitsRule,
+    ScriptedDrafter,
+    cycle_rule,
+    greedy_reference,
+    table_rule,
+)
 
 from spec_cli.costs import MAX_BATCH, CostModel
 from spec_cli.drafters.auto import AutoDrafter
@@ -248,3 +256,25 @@ def test_proposals_turned_down_still_learn_from_what_the_target_emitted() -> Non
     assert stats.drafted_tokens == 0
     assert auto.acceptance.estimate(good.draft(prompt, 4, SamplingParams(), RNG0))[0] > 0.9
     assert auto.acceptance.estimate(bad.draft(prompt, 4, SamplingParams(), RNG0))[0] < 0.1
+
+
+def test_proposals_are_judged_only_up_to_an_end_token() -> None:
+    """A copy running past the end of a reply is cut at the end token, so auto neither
+    verifies the tokens after it nor lets them make the proposal look better."""
+    copy = [3, 4, 5, 0, 7, 8, 9, 10, 11, 12]
+    scripted: list[object] = [ScriptedDrafter([copy])]
+    auto = AutoDrafter(scripted, BANDWIDTH_BOUND, is_end=lambda t: t == 0)  # type: ignore[arg-type]
+    auto.begin([1, 2])
+    draft = auto.draft([1, 2], 16, SamplingParams(), RNG0)
+    assert 0 not in draft.tokens
+    assert draft.tokens == copy[: len(draft)]
+    assert all(len(c) <= 3 for c in auto._candidates)
+
+
+def test_the_draft_model_stops_drafting_at_an_end_token() -> None:
+    """cycle_rule from 10 gives 11, 12, 13, then EOS: no draft-model time is spent past it."""
+    draft_backend = FakeBackend(cycle_rule())
+    drafter = ModelDrafter(draft_backend)
+    draft = drafter.draft([10], 8, SamplingParams(), RNG0)
+    assert draft.tokens == [11, 12, 13]
+    assert draft_backend.evaluated_tokens == 4  # 10, then 11, 12 and 13 (which gave EOS)

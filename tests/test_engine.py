@@ -217,6 +217,17 @@ def test_eos_stops_exactly_where_plain_decoding_stops(script: list[list[int]]) -
     assert result.stats.generated_tokens == 3
 
 
+def test_drafts_are_cut_before_an_end_token() -> None:
+    """Drafting EOS never gains (when the tokens before it pass, EOS is the target's own
+    next token anyway), so nothing from it on is verified."""
+    target = FakeBackend(cycle_rule())
+    result = run(target, ScriptedDrafter([[11, 12, 13, 0, 1, 2]]), [10], max_tokens=30)
+    assert [(s.drafted, s.accepted) for s in result.steps] == [(3, 3)]
+    assert target.batches == [[10, 11, 12, 13]]
+    assert result.tokens == [11, 12, 13]
+    assert result.finish.reason == "stop"
+
+
 def test_eos_reached_by_an_oracle_drafter_that_ignores_it() -> None:
     target = FakeBackend(cycle_rule())
     result = run(target, ScriptedDrafter(oracle_script(target)), [3], max_tokens=100)

@@ -11,7 +11,7 @@ import numpy as np
 
 from spec_cli.acceptance import AcceptanceModel
 from spec_cli.costs import CostModel, OnlineCosts
-from spec_cli.drafters.base import Draft, Drafter
+from spec_cli.drafters.base import Draft, Drafter, before_end
 from spec_cli.drafters.model import ModelDrafter
 from spec_cli.sampling import SamplingParams
 
@@ -55,8 +55,11 @@ class AutoDrafter:
         learn_costs: bool = True,
         acceptance: AcceptanceModel | None = None,
         on_close: Callable[[AcceptanceModel], None] | None = None,
+        is_end: Callable[[int], bool] | None = None,
     ) -> None:
         self.cheap = list(cheap)
+        # Proposals are judged only up to an end-of-generation token (see before_end).
+        self._is_end = is_end if is_end is not None else lambda token: False
         self.online = OnlineCosts(costs)
         self.learn_costs = learn_costs
         self.model = model
@@ -102,7 +105,7 @@ class AutoDrafter:
         # target, ~0.3x on a bandwidth-bound one).
         caution = CAUTION_PER_COST * (self.costs.verify_cost(2) - 1.0)
         for drafter in self.cheap:
-            cand = drafter.draft(context, max_len, sampling, rng)
+            cand = before_end(drafter.draft(context, max_len, sampling, rng), self._is_end)
             if not cand.tokens:
                 continue
             self._candidates.append(cand)

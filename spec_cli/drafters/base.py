@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -44,6 +44,17 @@ class Draft:
             self.features[:n],
             self.features_cover_position,
         )
+
+
+def before_end(draft: Draft, is_end: Callable[[int], bool]) -> Draft:
+    """`draft` cut before its first end-of-generation token. Drafting one never gains:
+    when every token before it is accepted, the target's own next token is that same end
+    (or another draw from the same distribution) at no extra cost, and whatever follows
+    an end is never used."""
+    for i, tok in enumerate(draft.tokens):
+        if is_end(tok):
+            return draft.truncated(i)
+    return draft
 
 
 def extends(seen: Sequence[int], context: Sequence[int]) -> bool:

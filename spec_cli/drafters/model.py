@@ -78,8 +78,8 @@ class ModelDrafter:
                 q = probabilities(row, sampling)
                 tok = sample(q, rng)
                 conf = float(q[tok])
-            if tok >= self.vocab_limit:
-                break
+            if tok >= self.vocab_limit or self.backend.is_eog(tok):
+                break  # an end token is never worth drafting (see before_end)
             out.tokens.append(tok)
             out.probs.append(q)
             out.confidence.append(conf)
