@@ -19,8 +19,8 @@ from fakes import (
 )
 
 from spec_cli.costs import MAX_BATCH, CostModel
-from spec_cli.drafters.auto import AutoDrafter
-from spec_cli.drafters.base import NoDrafter
+from spec_cli.drafters.auto import FIRST_LOOK, AutoDrafter
+from spec_cli.drafters.base import Draft, NoDrafter
 from spec_cli.drafters.model import ModelDrafter
 from spec_cli.drafters.ngram import NgramDrafter
 from spec_cli.drafters.prompt_lookup import PromptLookupDrafter
@@ -278,3 +278,40 @@ def test_the_draft_model_stops_drafting_at_an_end_token() -> None:
     draft = drafter.draft([10], 8, SamplingParams(), RNG0)
     assert draft.tokens == [11, 12, 13]
     assert draft_backend.evaluated_tokens == 4  # 10, then 11, 12 and 13 (which gave EOS)
+
+
+class ShyDrafter(ScriptedDrafter):
+    """A scripted drafter that rates its own tokens unlikely (prior 0.3)."""
+
+    def draft(
+        self,
+        context: Sequence[int],
+        max_len: int,
+        sampling: SamplingParams,
+        rng: np.random.Generator,
+    ) -> Draft:
+        draft = super().draft(context, max_len, sampling, rng)
+        draft.confidence = [0.3] * len(draft)
+        return draft
+
+
+def test_unpromising_proposals_are_drafted_short_yet_learn_from_long_verdicts() -> None:
+    """A proposal not worth verifying in full is only drafted to FIRST_LOOK tokens (most
+    steps draft little, and drafting costs time), but when another drafter's long draft
+    shows it would have been right further, it is redrafted and learns all of that."""
+    target = FakeBackend(table_rule(seed=4), n_ctx=512)
+    prompt = [1, 2]
+    reference = greedy_reference(target, prompt, 40)
+
+    def right(context: list[int], max_len: int) -> list[int]:
+        done = len(context) - len(prompt)
+        return reference[done : done + max_len]
+
+    good, shy = ScriptedDrafter(right, name="good"), ShyDrafter(right, name="shy")
+    auto = AutoDrafter([good, shy], BANDWIDTH_BOUND, learn_costs=False)
+    tokens, stats = run(target, auto, prompt, 17)  # one step: 16 drafts and a bonus
+    assert tokens == reference[:17]
+    assert stats.drafted_tokens == 16
+    assert good.requested == [FIRST_LOOK, 16]
+    assert shy.requested == [FIRST_LOOK, 16]  # the second call only to learn from
+    assert auto.acceptance.checked("shy") == auto.acceptance.checked("good")

@@ -111,6 +111,7 @@ class LlamaCppBackend:
         self.n_gpu_layers = options.n_gpu_layers
         self._cached: list[int] = []
         self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
         self._add_bos = bool(lc.llama_vocab_get_add_bos(self._vocab))
         self._closed = False
         self._ctx = None
@@ -167,7 +168,11 @@ class LlamaCppBackend:
         return piece
 
     def is_eog(self, token: int) -> bool:
-        return bool(lc.llama_vocab_is_eog(self._vocab, token))
+        # Asked for every drafted token each step: a dict beats a ctypes call.
+        known = self._eog.get(token)
+        if known is None:
+            known = self._eog[token] = bool(lc.llama_vocab_is_eog(self._vocab, token))
+        return known
 
     @property
     def add_bos(self) -> bool:

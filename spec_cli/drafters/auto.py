@@ -19,6 +19,8 @@ from spec_cli.sampling import SamplingParams
 # cost of a second token in a call (see AcceptanceModel.estimate).
 CAUTION_PER_COST = 1.0
 NEGLIGIBLE = 0.01  # a draft tail less likely than this to survive never sets the length
+# Cheap drafters first propose this many tokens; longer only if all are worth verifying.
+FIRST_LOOK = 8
 MODEL_PRIOR = 0.8  # belief in a same-family draft model before any evidence
 # A draft model the estimates currently rule out is still run now and then, so its
 # estimate can recover; those tries may cost at most this share of the time.
@@ -68,8 +70,15 @@ class AutoDrafter:
         self._on_close = on_close
         self._since_model = 0
         self._candidates: list[Draft] = []  # this step's proposals, before truncation
+        # Cheap proposals cut at FIRST_LOOK tokens, with their drafters and the length
+        # they may grow to, for learning from a longer verdict.
+        self._cut: dict[int, tuple[Drafter, int]] = {}
         self._start = 0  # context length they were drafted after
         self._greedy = True
+        self._draft_args: tuple[SamplingParams, np.random.Generator] = (
+            SamplingParams(),
+            np.random.default_rng(0),
+        )
         if model is not None:
             model.should_continue = self._model_should_continue
         self._max_len = 0
@@ -98,19 +107,30 @@ class AutoDrafter:
         best_value = 1.0 / self.costs.verify_cost(1)
         best = Draft(source=self.name)
         self._candidates = []
+        self._cut = {}
         self._start = len(context)
         self._greedy = sampling.greedy
+        self._draft_args = sampling, rng
         # Cheap guesses start from hopeful priors: judge them the more cautiously the
         # more a wrong token costs (a second token in a call: ~1x more on a compute-bound
         # target, ~0.3x on a bandwidth-bound one).
         caution = CAUTION_PER_COST * (self.costs.verify_cost(2) - 1.0)
         for drafter in self.cheap:
-            cand = before_end(drafter.draft(context, max_len, sampling, rng), self._is_end)
+            # Most steps draft little or nothing: propose a short draft first and the
+            # full length only when all of it is worth verifying.
+            length = min(max_len, FIRST_LOOK)
+            while True:
+                cand = before_end(drafter.draft(context, length, sampling, rng), self._is_end)
+                est = self.acceptance.estimate(cand, floor=NEGLIGIBLE, caution=caution)
+                k, value = self.costs.best_length(est)
+                if k < length or len(cand) < length or length == max_len:
+                    break
+                length = max_len
             if not cand.tokens:
                 continue
+            if len(cand) == length < max_len:
+                self._cut[len(self._candidates)] = drafter, max_len
             self._candidates.append(cand)
-            est = self.acceptance.estimate(cand, floor=NEGLIGIBLE, caution=caution)
-            k, value = self.costs.best_length(est)
             if k > 0 and value > best_value:
                 best_value, best = value, cand.truncated(k)
         warming = self._warming() and max_len > 0
@@ -171,19 +191,21 @@ class AutoDrafter:
         # The engine verifies between our draft() and this call: that is the target's time.
         if self.learn_costs:
             self.online.observe(self._batch, time.perf_counter() - self._verify_started)
-        self._learn_acceptance(context[self._start :], draft, accepted)
+        self._learn_acceptance(context, draft, accepted)
         for d in self._all():
             d.feedback(context, draft, accepted)
 
-    def _learn_acceptance(self, emitted: Sequence[int], chosen: Draft, accepted: int) -> None:
-        """Check each proposal against what the target emitted this step.
+    def _learn_acceptance(self, context: Sequence[int], chosen: Draft, accepted: int) -> None:
+        """Check each proposal against what the target emitted this step (the end of
+        `context`).
 
         Exact for the chosen draft and for any greedy run. When sampling, the token after
         a rejection is drawn from the target's residual distribution, so other proposals
         are not judged on it, and proposals sampled from a draft distribution are judged
         only when chosen: matching a sample is not their acceptance.
         """
-        for cand in self._candidates:
+        emitted = context[self._start :]
+        for index, cand in enumerate(self._candidates):
             is_chosen = cand.source == chosen.source
             sampled = any(q is not None for q in cand.probs)
             if not self._greedy and sampled and not is_chosen:
@@ -193,6 +215,14 @@ class AutoDrafter:
             m = 0
             while m < len(cand) and m < len(truth) and cand.tokens[m] == truth[m]:
                 m += 1
+            if m == len(cand) < len(truth) and index in self._cut:
+                # Right as far as it was drafted and checked further: the full proposal
+                # has a verdict on more tokens (long copies learn to be trusted).
+                drafter, full = self._cut[index]
+                redrafted = drafter.draft(context[: self._start], full, *self._draft_args)
+                cand = before_end(redrafted, self._is_end)
+                while m < len(cand) and m < len(truth) and cand.tokens[m] == truth[m]:
+                    m += 1
             # A proposal longer than what was checked has no verdict past that point.
             self.acceptance.record(cand, m, censored=m == len(truth))
 
