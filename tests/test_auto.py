@@ -315,3 +315,11 @@ def test_unpromising_proposals_are_drafted_short_yet_learn_from_long_verdicts() 
     assert good.requested == [FIRST_LOOK, 16]
     assert shy.requested == [FIRST_LOOK, 16]  # the second call only to learn from
     assert auto.acceptance.checked("shy") == auto.acceptance.checked("good")
+
+
+def test_a_sampled_end_token_stays_in_the_draft_model_draft() -> None:
+    """When sampling, dropping an end token because it was the one drawn would skew the
+    output distribution, so the draft keeps it, and stops after it."""
+    drafter = ModelDrafter(FakeBackend(cycle_rule()))
+    draft = drafter.draft([11], 8, SamplingParams(temperature=0.05), RNG0)
+    assert draft.tokens == [12, 13, 0]

@@ -371,6 +371,10 @@ def _first_two_counts(drafter: Drafter, n_runs: int, seed: int) -> tuple[np.ndar
     return first, second
 
 
+_EOS_HEAVY_Q = np.full(VOCAB, 0.5 / (VOCAB - 1))
+_EOS_HEAVY_Q[EOS] = 0.5
+
+
 def _expected_first_two() -> tuple[np.ndarray, np.ndarray]:
     target = FakeBackend()
     p1 = probabilities(target.logits_for(PROMPT), SAMPLED)
@@ -382,10 +386,14 @@ def _expected_first_two() -> tuple[np.ndarray, np.ndarray]:
     "make_drafter",
     [
         lambda: SamplingDrafter(np.full(VOCAB, 1.0 / VOCAB), 2),
+        # Half its draws are EOS: a draft must not be cut at a sampled end token, since
+        # that decision would depend on the draw itself and skew the output.
+        lambda: SamplingDrafter(_EOS_HEAVY_Q, 2),
         lambda: ScriptedDrafter(lambda ctx, n: [4, 4]),  # deterministic, q one-hot
+        lambda: ScriptedDrafter(lambda ctx, n: [EOS, 4]),  # cut before EOS: no draft
         lambda: NoDrafter(),
     ],
-    ids=["sampled-uniform-q", "deterministic", "none"],
+    ids=["sampled-uniform-q", "sampled-eos-heavy-q", "deterministic", "deterministic-eos", "none"],
 )
 def test_sampled_output_follows_the_target_distribution(
     make_drafter: Callable[[], Drafter],

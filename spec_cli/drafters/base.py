@@ -47,13 +47,15 @@ class Draft:
 
 
 def before_end(draft: Draft, is_end: Callable[[int], bool]) -> Draft:
-    """`draft` cut before its first end-of-generation token. Drafting one never gains:
-    when every token before it is accepted, the target's own next token is that same end
-    (or another draw from the same distribution) at no extra cost, and whatever follows
-    an end is never used."""
+    """`draft` cut at its first end-of-generation token: nothing after an end is ever
+    used. A deterministic end token goes too (when the tokens before it are accepted,
+    the target's own next token is that end, or another draw from the same
+    distribution, at no extra cost). A sampled one stays: dropping a token because of
+    the value drawn would skew rejection sampling away from the target's distribution."""
     for i, tok in enumerate(draft.tokens):
         if is_end(tok):
-            return draft.truncated(i)
+            sampled = i < len(draft.probs) and draft.probs[i] is not None
+            return draft.truncated(i + 1 if sampled else i)
     return draft
 
 
