@@ -254,17 +254,19 @@ def test_slightly_padded_draft_vocabulary_is_accepted_and_drafts_stay_in_range(
     tiny_model: str, tiny_padded_vocab: str
 ) -> None:
     """Same ids for every shared token, two extra at the end: accepted (as llama.cpp does),
-    and the draft model never proposes an id the target does not have."""
+    and the draft model never proposes an id the target does not have, greedy or sampled
+    (its q then covers the target's ids only, as rejection sampling needs)."""
     with open_session(
         ModelOptions(tiny_model, tiny_padded_vocab, ctx_size=128, threads=THREADS)
     ) as s:
         assert s.draft is not None and s.draft.n_vocab == s.target.n_vocab + 2
-        drafter = s.make_drafter("model")
         prompt = s.raw_prompt("hello world, hello")
-        events = generate(
-            s.target, drafter, prompt, GenerationConfig(24, draft_max=6), np.random.default_rng(0)
-        )
-        assert all(e.token < s.target.n_vocab for e in events if isinstance(e, TokenEvent))
+        for sampling in (SamplingParams(), SamplingParams(temperature=0.8)):
+            config = GenerationConfig(24, sampling, draft_max=6)
+            drafter = s.make_drafter("model")
+            events = list(generate(s.target, drafter, prompt, config, np.random.default_rng(0)))
+            tokens = [e.token for e in events if isinstance(e, TokenEvent)]
+            assert all(t < s.target.n_vocab for t in tokens)
 
 
 def test_compatible_draft_is_accepted(tiny_model: str, tiny_draft: str) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from fakes import (
     EOS,
+    PIECES,
     VOCAB,
     FakeBackend,
     SamplingDrafter,
@@ -21,6 +22,7 @@ from fakes import (
 from scipy.stats import chisquare
 
 from spec_cli.drafters.base import Drafter, NoDrafter
+from spec_cli.drafters.model import ModelDrafter
 from spec_cli.drafters.prompt_lookup import PromptLookupDrafter
 from spec_cli.engine import GenerationConfig, generate
 from spec_cli.errors import PromptError
@@ -391,9 +393,21 @@ def _expected_first_two() -> tuple[np.ndarray, np.ndarray]:
         lambda: SamplingDrafter(_EOS_HEAVY_Q, 2),
         lambda: ScriptedDrafter(lambda ctx, n: [4, 4]),  # deterministic, q one-hot
         lambda: ScriptedDrafter(lambda ctx, n: [EOS, 4]),  # cut before EOS: no draft
+        # A draft model with two padding ids the target lacks, which it rates highly.
+        lambda: ModelDrafter(
+            FakeBackend(table_rule(VOCAB + 2, seed=9), pieces=[*PIECES, b"<p1>", b"<p2>"]),
+            vocab_limit=VOCAB,
+        ),
         lambda: NoDrafter(),
     ],
-    ids=["sampled-uniform-q", "sampled-eos-heavy-q", "deterministic", "deterministic-eos", "none"],
+    ids=[
+        "sampled-uniform-q",
+        "sampled-eos-heavy-q",
+        "deterministic",
+        "deterministic-eos",
+        "draft-model-padded-vocab",
+        "none",
+    ],
 )
 def test_sampled_output_follows_the_target_distribution(
     make_drafter: Callable[[], Drafter],

@@ -69,7 +69,7 @@ class ModelDrafter:
         self.step_seconds = []
         logits = sync_cache(self.backend, context, n_logits=1)
         assert logits is not None
-        row = logits[0]
+        row = self._on_target_vocab(logits[0])
         for i in range(max_len):
             if sampling.greedy:
                 tok, conf = top_probability(row)
@@ -78,7 +78,7 @@ class ModelDrafter:
                 q = probabilities(row, sampling)
                 tok = sample(q, rng)
                 conf = float(q[tok])
-            if tok >= self.vocab_limit or (q is None and self.backend.is_eog(tok)):
+            if q is None and self.backend.is_eog(tok):
                 break  # a greedy end token is never worth drafting (see before_end)
             out.tokens.append(tok)
             out.probs.append(q)
@@ -90,9 +90,20 @@ class ModelDrafter:
                 break
             if i + 1 < max_len:
                 started = time.perf_counter()
-                row = self.backend.eval([tok], 1)[0]
+                row = self._on_target_vocab(self.backend.eval([tok], 1)[0])
                 self.step_seconds.append(time.perf_counter() - started)
         return out
+
+    def _on_target_vocab(self, row: np.ndarray) -> np.ndarray:
+        """The draft's logits over the target's token ids. Padding ids only one model has
+        are cut off or never drawn, so q is a distribution over the target's ids: drawing
+        from it and judging by it keeps rejection sampling exact."""
+        extra = len(row) - self.vocab_limit
+        if extra > 0:
+            return row[: self.vocab_limit]
+        if extra < 0:
+            return np.concatenate([row, np.full(-extra, -np.inf, dtype=row.dtype)])
+        return row
 
     def feedback(self, context: Sequence[int], draft: Draft, accepted: int) -> None:
         pass
