@@ -25,7 +25,12 @@ from scipy.stats import chisquare
 
 from spec_cli import engine
 from spec_cli.backend.base import Backend
+from spec_cli.costs import MAX_BATCH, CostModel
+from spec_cli.drafters.auto import AutoDrafter
 from spec_cli.drafters.base import Draft
+from spec_cli.drafters.model import ModelDrafter
+from spec_cli.drafters.ngram import NgramDrafter
+from spec_cli.drafters.prompt_lookup import PromptLookupDrafter
 from spec_cli.engine import GenerationConfig, generate
 from spec_cli.events import Event, FinishEvent, Origin, TokenEvent
 from spec_cli.result import consume
@@ -554,3 +559,29 @@ def batched_noise(target: Backend, context: Sequence[int], k: int) -> float:
     target.truncate(len(head))
     single = np.array([np.array(target.eval([t], 1)[0]) for t in tail], dtype=np.float64)
     return float(np.abs(batched - single).max())
+
+
+@pytest.mark.parametrize("slope", [0.1, 0.4])
+def test_auto_with_a_sampling_draft_model_keeps_the_target_distribution(slope: float) -> None:
+    """`auto` picks, per step, between cheap proposals and a sampled draft-model draft and
+    sets its length; none of that may depend on the values the draft drew, or rejection
+    sampling would no longer give the target's distribution (it did, once: p < 1e-30).
+    Past warm-up, on a cheap and on a costly verify curve."""
+    costs = CostModel(tuple(1.0 + slope * i for i in range(MAX_BATCH)), 0.2)
+    target = stat_target()
+    draft_model = FakeBackend(table_rule(seed=12, scale=1.0, eos_bias=-1.0))
+    rng = np.random.default_rng(8)
+    config = GenerationConfig(LATER + 1, SAMPLED, draft_max=4)
+
+    def runs() -> Iterator[list[int]]:
+        for _ in range(N_RUNS):
+            cheap = [PromptLookupDrafter(), NgramDrafter()]
+            auto = AutoDrafter(cheap, costs, ModelDrafter(draft_model), learn_costs=False)  # type: ignore[arg-type]
+            auto._warmup = 0  # past warm-up: lengths and choices follow the estimates
+            events = generate(target, auto, STAT_PROMPT, config, rng)
+            yield [e.token for e in events if isinstance(e, TokenEvent)]
+
+    first, later = position_counts(runs(), [0, LATER])
+    exact = marginals(target, STAT_PROMPT, LATER + 1)
+    assert fit(first, exact[0]) > P_MIN
+    assert fit(later, exact[LATER]) > P_MIN

@@ -146,6 +146,12 @@ class AutoDrafter:
             if warming:
                 self._warmup -= 1
                 best_value, best = float("inf"), cand
+            elif cand.tokens and not sampling.greedy:
+                # Run on expectations alone, a sampled draft goes whole: keeping it or
+                # cutting it by the tokens it drew would skew rejection sampling. It has
+                # already stopped where one more token stopped paying (should_continue
+                # looks only at tokens kept).
+                best_value, best = float("inf"), cand
             elif cand.tokens:
                 est = self.acceptance.estimate(cand)
                 k, value = self.costs.best_length(est)  # drafting cost is already paid
