@@ -148,5 +148,8 @@ def _verify(
         start = len(context)  # absolute position of the first token sampled here
         rngs = [np.random.default_rng((config.seed, start + i)) for i in range(len(batch))]
         return verify_matching(draft.tokens, p_rows, rngs)
-    q_rows = draft.probs if len(draft.probs) == len(draft.tokens) else [None] * len(draft)
+    if draft.probs and len(draft.probs) != len(draft.tokens):
+        # Judging a sampled token as if it were deterministic would skew the output.
+        raise ValueError("a draft's probs must give one q row (or None) per drafted token")
+    q_rows = draft.probs if draft.probs else [None] * len(draft)
     return verify_sampled(draft.tokens, q_rows, p_rows, rng)

@@ -6,6 +6,7 @@ what keeps speculative sampling distribution-preserving.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,8 +30,8 @@ class SamplingParams:
 
     def validate(self) -> None:
         """Raise ValueError with a user-facing message on out-of-range settings."""
-        if self.temperature < 0:
-            raise ValueError("temperature must be >= 0")
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise ValueError("temperature must be a number >= 0")
         if self.top_k < 0:
             raise ValueError("top-k must be >= 0 (0 disables it)")
         if not 0.0 < self.top_p <= 1.0:
@@ -42,8 +43,9 @@ class SamplingParams:
 def probabilities(logits: FloatArray, params: SamplingParams) -> npt.NDArray[np.float64]:
     """Turn one row of logits into the distribution the sampler draws from.
 
-    Order follows llama.cpp's common chain: top-k, then temperature, top-p, min-p.
-    Greedy settings give a one-hot distribution on the argmax.
+    The order is llama.cpp's default chain (so the same flags mean the same thing there):
+    top-k, then top-p and min-p on the untempered probabilities, then temperature on the
+    tokens left. Greedy settings give a one-hot distribution on the argmax.
     """
     logits = np.asarray(logits, dtype=np.float64)
     n = logits.shape[-1]
@@ -51,28 +53,36 @@ def probabilities(logits: FloatArray, params: SamplingParams) -> npt.NDArray[np.
         out = np.zeros(n)
         out[int(np.argmax(logits))] = 1.0
         return out
-    keep = np.ones(n, dtype=bool)
+    keep = logits > -np.inf
     if 0 < params.top_k < n:
         # argpartition keeps ties arbitrary; the threshold rule keeps all tied values.
         kth = np.partition(logits, n - params.top_k)[n - params.top_k]
         keep &= logits >= kth
-    scaled = np.where(keep, logits / params.temperature, -np.inf)
-    scaled -= scaled.max()
-    p = np.exp(scaled)
-    p /= p.sum()
-    if params.top_p < 1.0:
-        order = np.argsort(-p, kind="stable")
-        cum = np.cumsum(p[order])
-        # Keep the smallest prefix whose mass reaches top_p (always at least one token).
-        cutoff = int(np.searchsorted(cum, params.top_p)) + 1
-        mask = np.zeros(n, dtype=bool)
-        mask[order[:cutoff]] = True
-        p = np.where(mask, p, 0.0)
-        p /= p.sum()
-    if params.min_p > 0.0:
-        p = np.where(p >= params.min_p * p.max(), p, 0.0)
-        p /= p.sum()
-    return p
+    if params.top_p < 1.0 or params.min_p > 0.0:
+        p = _softmax(logits, keep)
+        if params.top_p < 1.0:
+            order = np.argsort(-p, kind="stable")
+            cum = np.cumsum(p[order])
+            # Keep the smallest prefix whose mass reaches top_p (always at least one token).
+            cutoff = int(np.searchsorted(cum, params.top_p)) + 1
+            prefix = np.zeros(n, dtype=bool)
+            prefix[order[:cutoff]] = True
+            keep &= prefix
+        if params.min_p > 0.0:
+            keep &= p >= params.min_p * p.max()
+    return _softmax(logits, keep, params.temperature)
+
+
+def _softmax(
+    logits: npt.NDArray[np.float64], keep: npt.NDArray[np.bool_], temperature: float = 1.0
+) -> npt.NDArray[np.float64]:
+    """Softmax of logits / temperature over the kept tokens (0 elsewhere)."""
+    # Shifting before dividing keeps a tiny temperature from overflowing to inf - inf.
+    shifted = np.where(keep, logits - logits[keep].max(), -np.inf)
+    with np.errstate(over="ignore"):  # a far-below-top token may reach -inf: weight 0
+        p = np.exp(shifted / temperature)
+    out: npt.NDArray[np.float64] = p / p.sum()
+    return out
 
 
 def sample(p: npt.NDArray[np.float64], rng: np.random.Generator) -> int:

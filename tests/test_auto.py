@@ -323,3 +323,11 @@ def test_a_sampled_end_token_stays_in_the_draft_model_draft() -> None:
     drafter = ModelDrafter(FakeBackend(cycle_rule()))
     draft = drafter.draft([11], 8, SamplingParams(temperature=0.05), RNG0)
     assert draft.tokens == [12, 13, 0]
+
+
+def test_the_draft_model_drafts_nothing_once_the_text_holds_an_id_it_lacks() -> None:
+    """A target may have up to 128 (padding) ids more than its draft model; should one
+    appear in the text, the draft model cannot read it, so it drafts nothing."""
+    drafter = ModelDrafter(FakeBackend(cycle_rule()), vocab_limit=VOCAB + 2)
+    assert drafter.draft([3, VOCAB + 1, 4], 4, SamplingParams(), RNG0).tokens == []
+    assert drafter.draft([3, 4], 4, SamplingParams(), RNG0).tokens == [5, 6, 7, 8]

@@ -90,7 +90,8 @@ def test_chat_answers_with_a_footer_and_handles_commands(tmp_path: Path) -> None
     command(child, "/help", r"/max-tokens \[N\]")
     command(child, "/tmperature 0.5", r"unknown command /tmperature: did you mean /temperature\?")
     command(child, "/temperature 0.5", "temperature set to 0.5")
-    command(child, "/temperature -1", "temperature must be >= 0")
+    command(child, "/temperature -1", "temperature must be a number >= 0")
+    command(child, "/temperature nan", "temperature must be a number >= 0")
     command(child, "/stats", r"answers: 2, \d+ tokens")
     saved = tmp_path / "chat.json"
     command(child, f"/save {saved}", "saved 2 exchange")

@@ -95,11 +95,34 @@ def test_min_p_drops_tokens_below_a_fraction_of_the_top(
     np.testing.assert_allclose(p, expected, atol=1e-12)
 
 
-def test_filters_compose_top_k_then_temperature_then_top_p() -> None:
+def test_filters_compose_top_k_then_top_p_then_temperature() -> None:
     logits = np.log(np.array([0.4, 0.3, 0.2, 0.1]))
-    # top-k 3 -> [0.4, 0.3, 0.2]/0.9; temperature 1; top-p 0.7 needs 0.444 + 0.333 -> 2 kept.
+    # top-k 3 -> [0.4, 0.3, 0.2]/0.9; top-p 0.7 needs 0.444 + 0.333 -> 2 kept.
     p = probabilities(logits, SamplingParams(temperature=1.0, top_k=3, top_p=0.7))
     np.testing.assert_allclose(p, [4 / 7, 3 / 7, 0.0, 0.0])
+
+
+def test_top_p_and_min_p_judge_untempered_probabilities_as_llama_cpp_does() -> None:
+    """llama.cpp applies temperature last: at T=0.5 the softmax would be [0.88, 0.12, 0.0]
+    and top-p 0.8 would keep one token; on [0.67, 0.24, 0.09] it keeps two, which are
+    then tempered."""
+    logits = np.array([2.0, 1.0, 0.0])
+    p = probabilities(logits, SamplingParams(temperature=0.5, top_p=0.8))
+    np.testing.assert_allclose(p, [np.e**2 / (np.e**2 + 1), 1 / (np.e**2 + 1), 0.0])
+    # min-p 0.3 on [0.67, 0.24, 0.09]: the threshold 0.2 keeps two; at T=0.5 it would keep one.
+    p = probabilities(logits, SamplingParams(temperature=0.5, min_p=0.3))
+    np.testing.assert_allclose(p, [np.e**2 / (np.e**2 + 1), 1 / (np.e**2 + 1), 0.0])
+
+
+def test_a_tiny_temperature_is_all_but_greedy_not_nan() -> None:
+    p = probabilities(np.array([1.0, 3.0, 2.0]), SamplingParams(temperature=1e-320))
+    assert p.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_logits_of_minus_infinity_are_never_drawn() -> None:
+    p = probabilities(np.array([1.0, -np.inf, 2.0]), SamplingParams(temperature=0.7, top_k=2))
+    assert p[1] == 0.0
+    assert p.sum() == pytest.approx(1.0)
 
 
 def test_probabilities_sum_to_one_and_keep_the_argmax() -> None:
@@ -166,6 +189,8 @@ def test_choose_sampled_is_seeded() -> None:
     "params",
     [
         SamplingParams(temperature=-0.1),
+        SamplingParams(temperature=float("nan")),
+        SamplingParams(temperature=float("inf")),
         SamplingParams(top_k=-1),
         SamplingParams(top_p=0.0),
         SamplingParams(top_p=1.5),

@@ -66,6 +66,8 @@ class ModelDrafter:
         out = Draft(source=self.name)
         if max_len <= 0 or len(context) + max_len > self.backend.n_ctx:
             return out
+        if self.vocab_limit > self.backend.n_vocab and max(context) >= self.backend.n_vocab:
+            return out  # the text holds an id only the target has: the draft cannot read it
         self.step_seconds = []
         logits = sync_cache(self.backend, context, n_logits=1)
         assert logits is not None
