@@ -193,11 +193,13 @@ class ScriptedDrafter:
         probs: npt.NDArray[np.float64] | None = None,
         ignore_max_len: bool = False,
         name: str = "scripted",
+        confidence: float = 1.0,
     ) -> None:
         self.script = script
         self.probs = probs
         self.ignore_max_len = ignore_max_len
         self.name = name
+        self.confidence = confidence  # the drafter's own prior for each of its tokens
         self.steps = 0
         self.begun: list[list[int]] = []
         self.requested: list[int] = []  # max_len of each draft call
@@ -223,7 +225,7 @@ class ScriptedDrafter:
         if not self.ignore_max_len:
             tokens = tokens[:max_len]
         probs = [self.probs if self.probs is not None else None for _ in tokens]
-        return Draft(tokens, probs, [1.0] * len(tokens), self.name)
+        return Draft(tokens, probs, [self.confidence] * len(tokens), self.name)
 
     def feedback(self, context: Sequence[int], draft: Draft, accepted: int) -> None:
         self.verdicts.append((list(draft.tokens), accepted))

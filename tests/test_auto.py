@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from fakes import (
 
 from spec_cli.costs import MAX_BATCH, CostModel
 from spec_cli.drafters.auto import FIRST_LOOK, AutoDrafter
-from spec_cli.drafters.base import Draft, NoDrafter
+from spec_cli.drafters.base import NoDrafter
 from spec_cli.drafters.model import ModelDrafter
 from spec_cli.drafters.ngram import NgramDrafter
 from spec_cli.drafters.prompt_lookup import PromptLookupDrafter
@@ -233,6 +233,16 @@ def test_auto_saves_what_it_learned_for_the_next_run(
         assert not session.make_drafter("auto").acceptance.to_json()["source"]  # type: ignore[attr-defined]
 
 
+def continuing(reference: list[int], prompt: list[int]) -> Callable[[list[int], int], list[int]]:
+    """A script that drafts the reference output from wherever the text has reached."""
+
+    def script(context: list[int], max_len: int) -> list[int]:
+        done = len(context) - len(prompt)
+        return reference[done : done + max_len]
+
+    return script
+
+
 def test_proposals_turned_down_still_learn_from_what_the_target_emitted() -> None:
     """Where drafting never pays (each extra token costs a full call) auto drafts nothing,
     yet every step checks each proposal against the token the target emitted: a drafter
@@ -242,9 +252,7 @@ def test_proposals_turned_down_still_learn_from_what_the_target_emitted() -> Non
     prompt = [1, 2]
     reference = greedy_reference(target, prompt, 80)
 
-    def right(context: list[int], max_len: int) -> list[int]:
-        done = len(context) - len(prompt)
-        return reference[done : done + max_len]
+    right = continuing(reference, prompt)
 
     def wrong(context: list[int], max_len: int) -> list[int]:
         return [(t + 1) % VOCAB for t in right(context, max_len)]
@@ -280,21 +288,6 @@ def test_the_draft_model_stops_drafting_at_an_end_token() -> None:
     assert draft_backend.evaluated_tokens == 4  # 10, then 11, 12 and 13 (which gave EOS)
 
 
-class ShyDrafter(ScriptedDrafter):
-    """A scripted drafter that rates its own tokens unlikely (prior 0.3)."""
-
-    def draft(
-        self,
-        context: Sequence[int],
-        max_len: int,
-        sampling: SamplingParams,
-        rng: np.random.Generator,
-    ) -> Draft:
-        draft = super().draft(context, max_len, sampling, rng)
-        draft.confidence = [0.3] * len(draft)
-        return draft
-
-
 def test_unpromising_proposals_are_drafted_short_yet_learn_from_long_verdicts() -> None:
     """A proposal not worth verifying in full is only drafted to FIRST_LOOK tokens (most
     steps draft little, and drafting costs time), but when another drafter's long draft
@@ -303,11 +296,10 @@ def test_unpromising_proposals_are_drafted_short_yet_learn_from_long_verdicts() 
     prompt = [1, 2]
     reference = greedy_reference(target, prompt, 40)
 
-    def right(context: list[int], max_len: int) -> list[int]:
-        done = len(context) - len(prompt)
-        return reference[done : done + max_len]
+    right = continuing(reference, prompt)
 
-    good, shy = ScriptedDrafter(right, name="good"), ShyDrafter(right, name="shy")
+    good = ScriptedDrafter(right, name="good")
+    shy = ScriptedDrafter(right, name="shy", confidence=0.3)  # rates its own tokens unlikely
     auto = AutoDrafter([good, shy], BANDWIDTH_BOUND, learn_costs=False)
     tokens, stats = run(target, auto, prompt, 17)  # one step: 16 drafts and a bonus
     assert tokens == reference[:17]
