@@ -80,13 +80,14 @@ class ModelDrafter:
                 q = probabilities(row, sampling)
                 tok = sample(q, rng)
                 conf = float(q[tok])
-            if q is None and self.backend.is_eog(tok):
+            end = self.backend.is_eog(tok)
+            if end and q is None:
                 break  # a greedy end token is never worth drafting (see before_end)
             out.tokens.append(tok)
             out.probs.append(q)
             out.confidence.append(conf)
             out.features.append(confidence_bin(conf))
-            if self.backend.is_eog(tok):
+            if end:
                 break  # nothing after an end is used (a sampled end stays: before_end)
             if self.should_continue is not None and not self.should_continue(out):
                 break
