@@ -8,9 +8,11 @@ a shared machine. It is not a speed measurement: `speed.py` is.
     python benchmarks/replay.py                      # F32 and Q4 targets, all prompts
     python benchmarks/replay.py code_edit summarize  # some prompts
     python benchmarks/replay.py --suite              # also the quick bench suite's prompts
+    python benchmarks/replay.py --copy-heavy         # also the full suite's copying prompts
 
 Tuning against three prompts overfits; `--suite` adds 14 more (first turns) and reports
-their geometric mean and the worst one.
+their geometric mean and the worst one. `--copy-heavy` adds the full suite's 30 code-edit,
+summarization and RAG prompts, where drafting has the most to gain or lose.
 """
 
 from __future__ import annotations
@@ -44,16 +46,21 @@ F32 = CostModel(
 Q4 = CostModel(_curve([1.0, 1.95, 2.38, 2.96, 3.55, 4.13, 4.53, 4.92, 5.4], 0.5), 0.0, 0.0075)
 
 
-SUITE = HERE.parent / "spec_cli" / "data" / "bench_quick.jsonl"
+DATA = HERE.parent / "spec_cli" / "data"
+COPY_HEAVY = {"code-edit", "summarization", "rag"}
 
 
-def prompt_texts(names: list[str], suite: bool) -> dict[str, str]:
+def prompt_texts(names: list[str], suite: bool, copy_heavy: bool = False) -> dict[str, str]:
     texts = {n: (HERE / "prompts" / f"{n}.txt").read_text() for n in names}
+    rows = []
     if suite:
-        for line in SUITE.read_text().splitlines():
-            row = json.loads(line)
-            if "turns" in row:
-                texts[row["id"]] = row["turns"][0]
+        rows += [json.loads(line) for line in (DATA / "bench_quick.jsonl").read_text().splitlines()]
+    if copy_heavy:
+        full = [json.loads(line) for line in (DATA / "bench_full.jsonl").read_text().splitlines()]
+        rows += [row for row in full if row.get("category") in COPY_HEAVY]
+    for row in rows:
+        if "turns" in row:
+            texts[row["id"]] = row["turns"][0]
     return texts
 
 
@@ -72,9 +79,9 @@ def score(model: str | None, costs: CostModel, text: str) -> float:
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if a != "--suite"]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
     names = args or sorted(p.stem for p in (HERE / "prompts").glob("*.txt"))
-    texts = prompt_texts(names, "--suite" in sys.argv)
+    texts = prompt_texts(names, "--suite" in sys.argv, "--copy-heavy" in sys.argv)
     f32 = os.environ.get("SPEC_F32_MODEL")
     targets: list[tuple[str, str | None, CostModel]] = [("Q4 default", None, Q4)]
     if f32:
@@ -88,7 +95,8 @@ def main() -> None:
         extra = [v for n, v in got.items() if n not in names]
         if extra:
             mean = math.exp(sum(math.log(v) for v in extra) / len(extra))
-            print(f"  suite: geometric mean {mean:.3f}x, worst {min(extra):.2f}x", flush=True)
+            summary = f"geometric mean {mean:.3f}x, worst {min(extra):.2f}x"
+            print(f"  added prompts ({len(extra)}): {summary}", flush=True)
 
 
 if __name__ == "__main__":
