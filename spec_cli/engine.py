@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
+import numpy.typing as npt
 
 from spec_cli.backend.base import Backend, sync_cache
 from spec_cli.drafters.base import Draft, Drafter, before_end
@@ -143,7 +145,7 @@ def _verify(
     sampling = config.sampling
     if sampling.greedy:
         return verify_greedy(draft.tokens, logits.argmax(axis=1).tolist())
-    p_rows = [probabilities(row, sampling) for row in logits]
+    p_rows = _TargetRows(logits, sampling)
     if config.seed is not None:
         start = len(context)  # absolute position of the first token sampled here
         rngs = [np.random.default_rng((config.seed, start + i)) for i in range(len(batch))]
@@ -153,3 +155,34 @@ def _verify(
         raise ValueError("a draft's probs must give one q row (or None) per drafted token")
     q_rows = draft.probs if draft.probs else [None] * len(draft)
     return verify_sampled(draft.tokens, q_rows, p_rows, rng)
+
+
+class _TargetRows(Sequence[npt.NDArray[np.float64]]):
+    """The target's filtered distribution at each verified position, computed on first
+    read: rows after the first rejection are never needed, and filtering a large
+    vocabulary costs real time."""
+
+    def __init__(self, logits: npt.NDArray[np.float32], sampling: SamplingParams) -> None:
+        self._logits = logits
+        self._sampling = sampling
+        self._rows: dict[int, npt.NDArray[np.float64]] = {}
+
+    def __len__(self) -> int:
+        return len(self._logits)
+
+    @overload
+    def __getitem__(self, i: int) -> npt.NDArray[np.float64]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[npt.NDArray[np.float64]]: ...
+
+    def __getitem__(
+        self, i: int | slice
+    ) -> npt.NDArray[np.float64] | list[npt.NDArray[np.float64]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        i = range(len(self))[i]  # negative indices, and IndexError past the end
+        row = self._rows.get(i)
+        if row is None:
+            row = self._rows[i] = probabilities(self._logits[i], self._sampling)
+        return row

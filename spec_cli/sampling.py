@@ -49,39 +49,56 @@ def probabilities(logits: FloatArray, params: SamplingParams) -> npt.NDArray[np.
     """
     logits = np.asarray(logits, dtype=np.float64)
     n = logits.shape[-1]
+    out = np.zeros(n)
     if params.greedy:
-        out = np.zeros(n)
         out[int(np.argmax(logits))] = 1.0
         return out
-    keep = logits > -np.inf
+    if not 0 < params.top_k < n and params.top_p >= 1.0 and params.min_p <= 0.0:
+        return _softmax(logits, params.temperature)  # nothing to filter
     if 0 < params.top_k < n:
         # argpartition keeps ties arbitrary; the threshold rule keeps all tied values.
         kth = np.partition(logits, n - params.top_k)[n - params.top_k]
-        keep &= logits >= kth
+        ids = np.flatnonzero(logits >= kth)  # candidates in id order
+    else:
+        ids = np.flatnonzero(logits > -np.inf)
+    values = logits[ids]
     if params.top_p < 1.0 or params.min_p > 0.0:
-        p = _softmax(logits, keep)
+        p = _softmax(values)
         if params.top_p < 1.0:
-            order = np.argsort(-p, kind="stable")
-            cum = np.cumsum(p[order])
-            # Keep the smallest prefix whose mass reaches top_p (always at least one token).
-            cutoff = int(np.searchsorted(cum, params.top_p)) + 1
-            prefix = np.zeros(n, dtype=bool)
-            prefix[order[:cutoff]] = True
-            keep &= prefix
+            chosen = _nucleus(p, params.top_p)
+            ids, values, p = ids[chosen], values[chosen], p[chosen]
         if params.min_p > 0.0:
-            keep &= p >= params.min_p * p.max()
-    return _softmax(logits, keep, params.temperature)
+            above = p >= params.min_p * p.max()
+            ids, values = ids[above], values[above]
+    out[ids] = _softmax(values, params.temperature)
+    return out
 
 
-def _softmax(
-    logits: npt.NDArray[np.float64], keep: npt.NDArray[np.bool_], temperature: float = 1.0
-) -> npt.NDArray[np.float64]:
-    """Softmax of logits / temperature over the kept tokens (0 elsewhere)."""
+def _nucleus(p: npt.NDArray[np.float64], top_p: float) -> npt.NDArray[np.intp]:
+    """Indices of the smallest set of most likely tokens whose mass reaches top_p (ties
+    in id order, at least one token). Sorts only the likeliest few: a full sort of a
+    large vocabulary would cost more than a model step."""
+    size = 64
+    while True:
+        if size >= len(p):
+            order = np.argsort(-p, kind="stable")
+        else:
+            # Every token at least as likely as the size-th likeliest, ties included.
+            least = np.partition(p, len(p) - size)[len(p) - size]
+            top = np.flatnonzero(p >= least)
+            order = top[np.argsort(-p[top], kind="stable")]
+        cum = np.cumsum(p[order])
+        if cum[-1] >= top_p or size >= len(p):
+            return order[: int(np.searchsorted(cum, top_p)) + 1]
+        size *= 8
+
+
+def _softmax(values: npt.NDArray[np.float64], temperature: float = 1.0) -> npt.NDArray[np.float64]:
+    """Softmax of values / temperature."""
     # Shifting before dividing keeps a tiny temperature from overflowing to inf - inf.
-    shifted = np.where(keep, logits - logits[keep].max(), -np.inf)
     with np.errstate(over="ignore"):  # a far-below-top token may reach -inf: weight 0
-        p = np.exp(shifted / temperature)
-    out: npt.NDArray[np.float64] = p / p.sum()
+        e = np.exp((values - values.max()) / temperature)
+    out: npt.NDArray[np.float64] = e / e.sum()
     return out
 
 

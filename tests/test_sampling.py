@@ -206,3 +206,38 @@ def test_validate_rejects_out_of_range_settings(params: SamplingParams) -> None:
 def test_validate_accepts_defaults() -> None:
     SamplingParams().validate()
     SamplingParams(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05).validate()
+
+
+def _reference(logits: np.ndarray, params: SamplingParams) -> np.ndarray:
+    """The filters written plainly, with full sorts, to check the fast version against."""
+    keep = np.ones(len(logits), dtype=bool)
+    if 0 < params.top_k < len(logits):
+        keep &= logits >= np.sort(logits)[-params.top_k]
+    p = np.where(keep, softmax(np.where(keep, logits, -np.inf)), 0.0)
+    if params.top_p < 1.0:
+        order = np.argsort(-p, kind="stable")
+        cutoff = int(np.searchsorted(np.cumsum(p[order]), params.top_p)) + 1
+        keep &= np.isin(np.arange(len(p)), order[:cutoff])
+    if params.min_p > 0.0:
+        keep &= p >= params.min_p * p.max()
+    return np.where(keep, softmax(np.where(keep, logits / params.temperature, -np.inf)), 0.0)
+
+
+def test_the_fast_filters_equal_full_sorts_over_large_vocabularies_and_ties() -> None:
+    """Top-p sorts only the likeliest tokens; over large rows (peaked and flat), rounded
+    logits with many ties, and every filter combination it must keep the same tokens."""
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        n = int(rng.choice([50, 3000, 49152]))
+        logits = rng.standard_normal(n) * float(rng.choice([0.5, 3.0, 8.0]))
+        if trial % 3 == 0:
+            logits = np.round(logits)  # many exact ties
+        params = SamplingParams(
+            temperature=float(rng.uniform(0.2, 1.5)),
+            top_k=int(rng.choice([0, 0, 5, 100])),
+            top_p=float(rng.choice([1.0, 0.5, 0.9, 0.99])),
+            min_p=float(rng.choice([0.0, 0.0, 0.05])),
+        )
+        got, want = probabilities(logits, params), _reference(logits, params)
+        assert np.array_equal(got > 0, want > 0), (trial, params)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-15)
