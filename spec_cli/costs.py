@@ -43,15 +43,17 @@ class CostModel:
         """Draft length k (0..len(accept)) maximizing expected tokens per unit of cost.
 
         `accept[i]` is the probability that draft token i is accepted given the ones
-        before it; each draft token costs `draft_cost` unless it is among the `sunk`
-        already-drafted ones. Returns (k, expected speed relative to plain decoding).
+        before it; each draft token costs `draft_cost`. The first `sunk` were drafted
+        already: their cost is spent whatever k is chosen, and it still counts, since the
+        step's time includes it (leaving it out would make stopping look better than it
+        is). Returns (k, expected speed relative to plain decoding).
         """
-        best_k, best = 0, 1.0 / self.verify_cost(1)
+        best_k, best = 0, 1.0 / (self.verify_cost(1) + draft_cost * sunk)
         alive, expected = 1.0, 1.0
         for k, a in enumerate(accept, start=1):
             alive *= a
             expected += alive
-            cost = self.verify_cost(k + 1) + draft_cost * max(0, k - sunk)
+            cost = self.verify_cost(k + 1) + draft_cost * max(k, sunk)
             value = expected / cost
             if value > best:
                 best_k, best = k, value

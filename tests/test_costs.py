@@ -40,10 +40,19 @@ def test_draft_cost_and_sunk_tokens() -> None:
     model = CostModel((1.0, 1.2, 1.4, 1.6))
     # k=1: 1.9 / (1.2 + 0.8) < 1 and k=2: 2.71 / (1.4 + 1.6) < 1, so drafting does not pay.
     assert model.best_length([0.9, 0.9], draft_cost=0.8)[0] == 0
-    # Once drafted, tokens cost nothing more: 2.71 / 1.4 makes keeping both best.
+    # Once drafted, their 1.6 is spent whatever the length: keeping both (2.71 / 3.0)
+    # beats verifying none (1 / 2.6), and the value still counts the drafting time.
     k, value = model.best_length([0.9, 0.9], draft_cost=0.8, sunk=2)
     assert k == 2
-    assert value == pytest.approx(2.71 / 1.4)
+    assert value == pytest.approx(2.71 / (1.4 + 1.6))
+
+
+def test_spent_drafting_counts_when_deciding_to_draft_more() -> None:
+    """A sure token more costs 0.2 of verification and 0.5 of drafting. Leaving out the
+    0.5 x 2 already spent makes the 2-token draft look like 3 / 1.4 = 2.14 and a third
+    token (4 / 2.1 = 1.9) not worth it; counted, 3 / 2.4 = 1.25 < 4 / 3.1 = 1.29."""
+    model = CostModel((1.0, 1.2, 1.4, 1.6))
+    assert model.best_length([1.0, 1.0, 1.0], draft_cost=0.5, sunk=2)[0] == 3
 
 
 def test_ceiling_is_perfect_free_drafting_at_the_best_length() -> None:

@@ -154,7 +154,7 @@ class AutoDrafter:
                 best_value, best = float("inf"), cand
             elif cand.tokens:
                 est = self.acceptance.estimate(cand)
-                k, value = self.costs.best_length(est)  # drafting cost is already paid
+                k, value = self.costs.best_length(est, self.costs.draft_token, len(cand))
                 if k > 0 and value > best_value:
                     best_value, best = value, cand.truncated(k)
         else:

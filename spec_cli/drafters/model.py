@@ -19,6 +19,13 @@ def top_probability(logits: np.ndarray) -> tuple[int, float]:
     return tok, float(1.0 / z.sum())
 
 
+# When sampling, a drafted token passes with probability min(1, p/q), which its own q
+# says little about: all sampled tokens share one feature, learned online from this prior
+# (a same-family draft's distribution is usually close to the target's).
+SAMPLED_FEATURE = 7
+SAMPLED_PRIOR = 0.8
+
+
 def confidence_bin(p: float) -> int:
     """Bucket of the draft's own probability for its token."""
     for i, edge in enumerate((0.3, 0.5, 0.7, 0.85, 0.95, 0.99)):
@@ -79,14 +86,14 @@ class ModelDrafter:
             else:
                 q = probabilities(row, sampling)
                 tok = sample(q, rng)
-                conf = float(q[tok])
+                conf = SAMPLED_PRIOR
             end = self.backend.is_eog(tok)
             if end and q is None:
                 break  # a greedy end token is never worth drafting (see before_end)
             out.tokens.append(tok)
             out.probs.append(q)
             out.confidence.append(conf)
-            out.features.append(confidence_bin(conf))
+            out.features.append(confidence_bin(conf) if q is None else SAMPLED_FEATURE)
             if end:
                 break  # nothing after an end is used (a sampled end stays: before_end)
             if self.should_continue is not None and not self.should_continue(out):
