@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import overload
 
 import numpy as np
@@ -20,7 +20,7 @@ from spec_cli.backend.base import Backend, sync_cache
 from spec_cli.drafters.base import Draft, Drafter, before_end
 from spec_cli.errors import PromptError
 from spec_cli.events import Event, FinishEvent, Origin, RejectedEvent, StepEvent, TokenEvent
-from spec_cli.sampling import SamplingParams, probabilities
+from spec_cli.sampling import SamplingParams, position_rng, probabilities
 from spec_cli.stats import GenerationStats
 from spec_cli.verify import verify_greedy, verify_matching, verify_sampled
 
@@ -76,6 +76,8 @@ def generate(
     drafter.begin(context)
     out: list[int] = []
     sampling = config.sampling
+    if config.seed is not None and not sampling.greedy:
+        sampling = replace(sampling, seed=config.seed)  # drafters draw as the target will
     decode_start = time.perf_counter()
     reason = "length"
     try:
@@ -148,7 +150,7 @@ def _verify(
     p_rows = _TargetRows(logits, sampling)
     if config.seed is not None:
         start = len(context)  # absolute position of the first token sampled here
-        rngs = [np.random.default_rng((config.seed, start + i)) for i in range(len(batch))]
+        rngs = [position_rng(config.seed, start + i) for i in range(len(batch))]
         return verify_matching(draft.tokens, p_rows, rngs)
     if draft.probs and len(draft.probs) != len(draft.tokens):
         # Judging a sampled token as if it were deterministic would skew the output.

@@ -23,6 +23,10 @@ class SamplingParams:
     top_k: int = 0
     top_p: float = 1.0
     min_p: float = 0.0
+    # Set by the engine for a seeded run, whose token at absolute position j is drawn with
+    # position_rng(seed, j): a drafter that samples uses the same draws, so its tokens
+    # agree with the target's whenever the two distributions are close.
+    seed: int | None = None
 
     @property
     def greedy(self) -> bool:
@@ -100,6 +104,11 @@ def _softmax(values: npt.NDArray[np.float64], temperature: float = 1.0) -> npt.N
         e = np.exp((values - values.max()) / temperature)
     out: npt.NDArray[np.float64] = e / e.sum()
     return out
+
+
+def position_rng(seed: int, position: int) -> np.random.Generator:
+    """The generator a seeded run draws its token at absolute `position` with."""
+    return np.random.default_rng((seed, position))
 
 
 def sample(p: npt.NDArray[np.float64], rng: np.random.Generator) -> int:

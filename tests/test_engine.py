@@ -423,3 +423,23 @@ def test_sampled_output_follows_the_target_distribution(
         assert counts[p == 0].sum() == 0
         support = p > 0
         assert chisquare(counts[support], p[support] * n_runs).pvalue > 1e-4
+
+
+def test_a_seeded_draft_model_draws_as_the_target_will() -> None:
+    """In a seeded run the target's token at each position is its own seeded draw; a
+    draft model sampling with the same per-position draws agrees with it whenever their
+    distributions agree, so a draft model equal to the target has every token accepted
+    (independent draws would agree only by chance), and the text is the plain seeded one."""
+    config = GenerationConfig(40, SamplingParams(temperature=1.0, top_p=0.9), 4, seed=7)
+
+    def seeded(drafter: Drafter) -> tuple[list[int], list[StepEvent]]:
+        events = list(generate(FakeBackend(), drafter, PROMPT, config, np.random.default_rng(1)))
+        tokens = [e.token for e in events if isinstance(e, TokenEvent)]
+        return tokens, [e for e in events if isinstance(e, StepEvent)]
+
+    plain, _ = seeded(NoDrafter())
+    tokens, steps = seeded(ModelDrafter(FakeBackend()))
+    assert tokens == plain
+    drafted = sum(s.drafted for s in steps)
+    assert drafted > 20
+    assert sum(s.accepted for s in steps) == drafted

@@ -9,7 +9,7 @@ import numpy as np
 
 from spec_cli.backend.base import Backend, sync_cache
 from spec_cli.drafters.base import Draft
-from spec_cli.sampling import SamplingParams, probabilities, sample
+from spec_cli.sampling import SamplingParams, position_rng, probabilities, sample
 
 
 def top_probability(logits: np.ndarray) -> tuple[int, float]:
@@ -85,7 +85,9 @@ class ModelDrafter:
                 q = None
             else:
                 q = probabilities(row, sampling)
-                tok = sample(q, rng)
+                # In a seeded run, draw as the target will at this position (see verify).
+                pos = len(context) + i
+                tok = sample(q, rng if sampling.seed is None else position_rng(sampling.seed, pos))
                 conf = SAMPLED_PRIOR
             end = self.backend.is_eog(tok)
             if end and q is None:
