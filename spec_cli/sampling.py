@@ -53,8 +53,8 @@ def probabilities(logits: FloatArray, params: SamplingParams) -> npt.NDArray[np.
     """
     logits = np.asarray(logits, dtype=np.float64)
     n = logits.shape[-1]
-    out = np.zeros(n)
     if params.greedy:
+        out = np.zeros(n)
         out[int(np.argmax(logits))] = 1.0
         return out
     if not 0 < params.top_k < n and params.top_p >= 1.0 and params.min_p <= 0.0:
@@ -74,6 +74,7 @@ def probabilities(logits: FloatArray, params: SamplingParams) -> npt.NDArray[np.
         if params.min_p > 0.0:
             above = p >= params.min_p * p.max()
             ids, values = ids[above], values[above]
+    out = np.zeros(n)
     out[ids] = _softmax(values, params.temperature)
     return out
 

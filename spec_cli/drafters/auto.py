@@ -74,11 +74,9 @@ class AutoDrafter:
         # they may grow to, for learning from a longer verdict.
         self._cut: dict[int, tuple[Drafter, int]] = {}
         self._start = 0  # context length they were drafted after
-        self._greedy = True
-        self._draft_args: tuple[SamplingParams, np.random.Generator] = (
-            SamplingParams(),
-            np.random.default_rng(0),
-        )
+        # This step's draft() arguments, for redrafting a cut proposal.
+        self._sampling = SamplingParams()
+        self._rng = np.random.default_rng(0)
         if model is not None:
             model.should_continue = self._model_should_continue
         self._max_len = 0
@@ -109,8 +107,7 @@ class AutoDrafter:
         self._candidates = []
         self._cut = {}
         self._start = len(context)
-        self._greedy = sampling.greedy
-        self._draft_args = sampling, rng
+        self._sampling, self._rng = sampling, rng
         # Cheap guesses start from hopeful priors: judge them the more cautiously the
         # more a wrong token costs (a second token in a call: ~1x more on a compute-bound
         # target, ~0.3x on a bandwidth-bound one).
@@ -211,24 +208,22 @@ class AutoDrafter:
         only when chosen: matching a sample is not their acceptance.
         """
         emitted = context[self._start :]
+        greedy = self._sampling.greedy
         for index, cand in enumerate(self._candidates):
             is_chosen = cand.source == chosen.source
             sampled = any(q is not None for q in cand.probs)
-            if not self._greedy and sampled and not is_chosen:
+            if not greedy and sampled and not is_chosen:
                 continue
-            fair = self._greedy or is_chosen or accepted == len(chosen)
+            fair = greedy or is_chosen or accepted == len(chosen)
             truth = emitted if fair else emitted[:-1]
-            m = 0
-            while m < len(cand) and m < len(truth) and cand.tokens[m] == truth[m]:
-                m += 1
+            m = _agreeing(cand.tokens, truth)
             if m == len(cand) < len(truth) and index in self._cut:
                 # Right as far as it was drafted and checked further: the full proposal
                 # has a verdict on more tokens (long copies learn to be trusted).
                 drafter, full = self._cut[index]
-                redrafted = drafter.draft(context[: self._start], full, *self._draft_args)
+                redrafted = drafter.draft(context[: self._start], full, self._sampling, self._rng)
                 cand = before_end(redrafted, self._is_end)
-                while m < len(cand) and m < len(truth) and cand.tokens[m] == truth[m]:
-                    m += 1
+                m = _agreeing(cand.tokens, truth, m)
             # A proposal longer than what was checked has no verdict past that point.
             self.acceptance.record(cand, m, censored=m == len(truth))
 
@@ -238,3 +233,11 @@ class AutoDrafter:
         if self._on_close is not None:
             self._on_close(self.acceptance)
             self._on_close = None
+
+
+def _agreeing(tokens: Sequence[int], truth: Sequence[int], start: int = 0) -> int:
+    """How many leading tokens equal the truth (the first `start` are known to)."""
+    m = start
+    while m < len(tokens) and m < len(truth) and tokens[m] == truth[m]:
+        m += 1
+    return m
