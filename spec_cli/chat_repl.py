@@ -194,7 +194,7 @@ class ChatRepl:
         )
         try:
             with self.term.quiet_typing():
-                result = consume(events, renderer.handle)
+                result = consume(events, renderer.handle, stats)
         finally:
             renderer.close()
         stats.wall_seconds = time.perf_counter() - started

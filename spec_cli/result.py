@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from spec_cli.events import Event, FinishEvent, TokenEvent
+from spec_cli.stats import GenerationStats
 
 
 @dataclass
@@ -17,11 +18,16 @@ class Result:
     finish_reason: str = "interrupted"
 
 
-def consume(events: Iterator[Event], handle: Callable[[Event], None] | None = None) -> Result:
+def consume(
+    events: Iterator[Event],
+    handle: Callable[[Event], None] | None = None,
+    stats: GenerationStats | None = None,
+) -> Result:
     """Feed every event to `handle` and collect the result.
 
     Ctrl-C (KeyboardInterrupt) ends the stream cleanly: the result keeps what was generated
-    and its finish reason is "interrupted".
+    and its finish reason is "interrupted". `stats`, the stream's own, then counts the
+    tokens the result holds.
     """
     parts: list[str] = []
     result = Result()
@@ -39,6 +45,10 @@ def consume(events: Iterator[Event], handle: Callable[[Event], None] | None = No
     except KeyboardInterrupt:
         result.finish_reason = "interrupted"
         _close(events)
+        if stats is not None:
+            # The interrupt may land between the engine counting a token and this loop
+            # receiving it; the token never reached the user, so it was not generated.
+            stats.generated_tokens = len(result.tokens)
     except BaseException:
         # A failing consumer (a closed pipe) must close the generator now, while its
         # backend is still open: left to the garbage collector, its cleanup would touch

@@ -27,6 +27,7 @@ from spec_cli.drafters.prompt_lookup import PromptLookupDrafter
 from spec_cli.engine import GenerationConfig, generate
 from spec_cli.errors import PromptError
 from spec_cli.events import Event, FinishEvent, Origin, RejectedEvent, StepEvent, TokenEvent
+from spec_cli.result import consume
 from spec_cli.sampling import SamplingParams, probabilities
 from spec_cli.stats import GenerationStats
 
@@ -336,6 +337,30 @@ def test_closing_early_leaves_the_cache_on_the_yielded_tokens(name: str, stop_af
     assert len(cached) >= len(context) - 1
     more = run(target, NoDrafter(), context, max_tokens=10)
     assert seen + more.tokens == greedy_reference(target, PROMPT, stop_after + 10)
+
+
+@pytest.mark.parametrize("interrupt_at", [1, 4, 9])
+def test_an_interrupt_before_a_token_is_received_leaves_it_uncounted(interrupt_at: int) -> None:
+    """Ctrl-C or SIGTERM can land after the engine counted a token but before the consumer
+    took it: the stats count only the tokens the result holds."""
+    target = FakeBackend()
+    stats = GenerationStats()
+    gen = generate(
+        target, ScriptedDrafter(oracle_script(target)), PROMPT, GenerationConfig(40, GREEDY, 6),
+        np.random.default_rng(0), stats,
+    )  # fmt: skip
+    received = 0
+
+    def handle(event: Event) -> None:
+        nonlocal received
+        if isinstance(event, TokenEvent):
+            received += 1
+            if received == interrupt_at:
+                raise KeyboardInterrupt
+
+    result = consume(gen, handle, stats)
+    assert result.finish_reason == "interrupted"
+    assert len(result.tokens) == stats.generated_tokens == interrupt_at - 1
 
 
 # -- sampling ------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ def run(
             gen_stats,
             stop or (),
         )
-        result = consume(events, renderer.handle if renderer else None)
+        result = consume(events, renderer.handle if renderer else None, gen_stats)
         if renderer:
             renderer.close()
         active.close()
