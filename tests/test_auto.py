@@ -30,7 +30,7 @@ from spec_cli.sampling import SamplingParams
 from spec_cli.stats import GenerationStats
 
 
-def cycle_without_eos(context: list[int]) -> np.ndarray:
+def cycle_without_eos(context: Sequence[int]) -> npt.NDArray[np.float32]:
     """Hand-computable target: after token t comes t % 13 + 1 (1..13, never EOS 0)."""
     row = np.zeros(14, dtype=np.float32)
     row[context[-1] % 13 + 1] = 5.0
@@ -207,7 +207,8 @@ def test_acceptance_estimates_carry_over_between_runs_at_bounded_weight() -> Non
     carried = AcceptanceModel.from_json(learned.to_json())
     assert carried.estimate(draft)[0] > 0.9 > AcceptanceModel().estimate(draft)[0]
     assert carried.checked("prompt-lookup") == CARRIED_WEIGHT
-    for bad in (None, [], {"source": [["x", 5, 1]]}, {"source": "zz"}):
+    malformed: tuple[object, ...] = (None, [], {"source": [["x", 5, 1]]}, {"source": "zz"})
+    for bad in malformed:
         assert AcceptanceModel.from_json(bad).checked("x") == 0
 
 
@@ -233,10 +234,12 @@ def test_auto_saves_what_it_learned_for_the_next_run(
         assert not session.make_drafter("auto").acceptance.to_json()["source"]  # type: ignore[attr-defined]
 
 
-def continuing(reference: list[int], prompt: list[int]) -> Callable[[list[int], int], list[int]]:
+def continuing(
+    reference: list[int], prompt: list[int]
+) -> Callable[[Sequence[int], int], list[int]]:
     """A script that drafts the reference output from wherever the text has reached."""
 
-    def script(context: list[int], max_len: int) -> list[int]:
+    def script(context: Sequence[int], max_len: int) -> list[int]:
         done = len(context) - len(prompt)
         return reference[done : done + max_len]
 
@@ -254,7 +257,7 @@ def test_proposals_turned_down_still_learn_from_what_the_target_emitted() -> Non
 
     right = continuing(reference, prompt)
 
-    def wrong(context: list[int], max_len: int) -> list[int]:
+    def wrong(context: Sequence[int], max_len: int) -> list[int]:
         return [(t + 1) % VOCAB for t in right(context, max_len)]
 
     good, bad = ScriptedDrafter(right, name="good"), ScriptedDrafter(wrong, name="bad")

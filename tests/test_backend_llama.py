@@ -138,7 +138,7 @@ def test_sync_cache_reuses_the_common_prefix(backend: LlamaCppBackend) -> None:
         evaluated.extend(toks)
         return real_eval(toks, n_logits)
 
-    backend.eval = counting_eval  # type: ignore[method-assign]
+    backend.eval = counting_eval  # type: ignore[method-assign,assignment]
     changed = [*tokens[:25], 100, 101]
     rows = sync_cache(backend, changed, n_logits=2)
     rows = None if rows is None else rows.copy()  # a view, valid until the next eval

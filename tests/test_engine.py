@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pytest
@@ -320,9 +321,12 @@ def test_closing_early_leaves_the_cache_on_the_yielded_tokens(name: str, stop_af
     """After a consumer stops (stop string, Ctrl-C) the cache holds nothing it did not see,
     and a follow-up generation from prompt + seen tokens continues plain decoding."""
     target = FakeBackend()
-    gen = generate(
-        target, drafters(target)[name], PROMPT, GenerationConfig(40, GREEDY, 6),
-        np.random.default_rng(0),
+    gen = cast(
+        Generator[Event, None, None],  # generate is a generator function: it can be closed
+        generate(
+            target, drafters(target)[name], PROMPT, GenerationConfig(40, GREEDY, 6),
+            np.random.default_rng(0),
+        ),
     )  # fmt: skip
     seen: list[int] = []
     for event in gen:

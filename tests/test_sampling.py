@@ -14,7 +14,8 @@ LOG3 = np.log(np.array([0.5, 0.3, 0.2]))
 
 def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max())
-    return e / e.sum()
+    p: np.ndarray = e / e.sum()
+    return p
 
 
 def test_greedy_is_one_hot_on_the_argmax() -> None:

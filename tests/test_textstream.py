@@ -96,7 +96,7 @@ def test_earliest_of_several_stop_strings_wins() -> None:
 
 def test_rejected_drafts_get_their_text_and_step_events_pass_through() -> None:
     step = StepEvent("x", 2, 0, 0.0, 0.0)
-    events = [RejectedEvent((1, 11), "x"), step, FinishEvent("length")]
+    events: list[Event] = [RejectedEvent((1, 11), "x"), step, FinishEvent("length")]
     out = list(stream_text(iter(events), token_bytes))
     assert out[0] == RejectedEvent((1, 11), "x", text="axy")
     assert out[1] is step
