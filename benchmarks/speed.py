@@ -3,10 +3,12 @@
 Loads the models once, then runs every method on every prompt in interleaved, rotated
 order, `--repeats` times, so machine drift hits all methods alike. Reports the median
 decode tokens/s per method and the median of per-pair speedups against `none`, and
-whether each method's greedy output matched `none` token for token.
+whether each method's greedy output matched `none` (token for token; other tools' by text).
 
     python benchmarks/speed.py --model F32.gguf --methods none,prompt-lookup,auto \
         --prompts benchmarks/prompts/code_edit.txt --repeats 5
+    python benchmarks/speed.py --methods none,auto,prompt-lookup@10,llama-cpp-python-lookup,\
+        llama.cpp-lookup@8 --llama-lookup path/to/llama-lookup      # against other tools
     python benchmarks/speed.py --llama-cpp-python   # `none` vs llama-cpp-python's decode
 
 The learned n-gram cache is disabled (SPEC_NO_LEARN=1) so repeats do not teach `auto`
@@ -25,7 +27,14 @@ from pathlib import Path
 os.environ.setdefault("SPEC_NO_LEARN", "1")
 
 import numpy as np
+from rivals import (
+    LCPP_LOOKUP,
+    LLAMA_LOOKUP,
+    LlamaCppLookup,
+    LlamaCppPythonLookup,
+)
 
+from spec_cli.backend.llama_cpp import physical_cores
 from spec_cli.costs import calibrate
 from spec_cli.engine import DEFAULT_DRAFT_MAX, GenerationConfig, generate
 from spec_cli.events import TokenEvent
@@ -33,6 +42,8 @@ from spec_cli.session import ModelOptions, Session, open_session
 from spec_cli.stats import GenerationStats
 
 HERE = Path(__file__).parent
+CTX = 4096
+Rival = LlamaCppPythonLookup | LlamaCppLookup
 
 
 def prompt_tokens(session: Session, path: Path) -> list[int]:
@@ -45,13 +56,46 @@ def prompt_tokens(session: Session, path: Path) -> list[int]:
 def run_once(
     session: Session, method: str, prompt: list[int], n: int, draft_max: int = DEFAULT_DRAFT_MAX
 ) -> tuple[float, list[int], GenerationStats]:
-    drafter = session.make_drafter(method)
+    """One generation with a `spec` drafter; `name@N` drafts at most N tokens a step."""
+    name, _, fixed = method.partition("@")
+    drafter = session.make_drafter(name)
     stats = GenerationStats()
-    config = GenerationConfig(max_tokens=n, draft_max=draft_max)
+    config = GenerationConfig(max_tokens=n, draft_max=int(fixed) if fixed else draft_max)
     events = generate(session.target, drafter, prompt, config, np.random.default_rng(0), stats)
     tokens = [e.token for e in events if isinstance(e, TokenEvent)]
     drafter.close()
     return stats.tokens_per_second, tokens, stats
+
+
+def text_of(session: Session, tokens: list[int]) -> str:
+    return b"".join(session.target.token_bytes(t) for t in tokens).decode("utf-8", "replace")
+
+
+def make_rivals(session: Session, args: argparse.Namespace, methods: list[str]) -> dict[str, Rival]:
+    """The other tools among `methods`, loaded once."""
+
+    def detokenize(tokens: list[int]) -> str:
+        return text_of(session, tokens)
+
+    threads = args.threads or physical_cores()
+    rivals: dict[str, Rival] = {}
+    for m in methods:
+        if m == LCPP_LOOKUP:
+            rivals[m] = LlamaCppPythonLookup(session.model_path, CTX, threads, detokenize)
+        elif m.startswith(LLAMA_LOOKUP + "@"):
+            if not args.llama_lookup:
+                sys.exit(f"{m} needs --llama-lookup PATH (llama.cpp's llama-lookup binary)")
+            n = int(m.partition("@")[2])
+            rivals[m] = LlamaCppLookup(args.llama_lookup, session.model_path, CTX, threads, n)
+    return rivals
+
+
+def agreeing_chars(a: str, b: str) -> int | None:
+    """None when the outputs agree up to where the shorter one stops (rivals may overshoot
+    the limit), else how many characters they share before differing."""
+    a, b = a.rstrip(), b.rstrip()
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), None)
 
 
 def print_machine_state(session: Session) -> None:
@@ -66,35 +110,55 @@ def print_machine_state(session: Session) -> None:
 
 
 def compare_methods(args: argparse.Namespace) -> None:
-    opts = ModelOptions(args.model, args.draft, ctx_size=4096, threads=args.threads)
+    opts = ModelOptions(args.model, args.draft, ctx_size=CTX, threads=args.threads)
     methods = args.methods.split(",")
     with open_session(opts) as session:
         session.cost_model()  # calibrate outside the timed runs
         print_machine_state(session)
+        rivals = make_rivals(session, args, methods)
         for path in args.prompts:
             prompt = prompt_tokens(session, path)
             speeds: dict[str, list[float]] = {m: [] for m in methods}
             ratios: dict[str, list[float]] = {m: [] for m in methods}
             same: dict[str, bool] = dict.fromkeys(methods, True)
+            # Where another tool's text first differed (near-tie flips: see README).
+            differs: dict[str, list[str]] = {m: [] for m in methods}
             per_call: dict[str, list[float]] = {m: [] for m in methods}
             for rep in range(args.repeats):
                 order = methods[rep % len(methods) :] + methods[: rep % len(methods)]
-                got = {
-                    m: run_once(session, m, prompt, args.max_tokens, args.draft_max) for m in order
-                }
+                speed: dict[str, float] = {}
+                texts: dict[str, str] = {}
+                tokens: dict[str, list[int]] = {}
+                for m in order:
+                    if m in rivals:
+                        outcome = rivals[m].run(prompt, args.max_tokens)
+                        speed[m], texts[m] = outcome.tokens_per_second, outcome.text
+                    else:
+                        speed[m], tokens[m], stats = run_once(
+                            session, m, prompt, args.max_tokens, args.draft_max
+                        )
+                        per_call[m].append(stats.mean_accepted_length)
+                        texts[m] = text_of(session, tokens[m])
                 for m in methods:
-                    speeds[m].append(got[m][0])
-                    ratios[m].append(got[m][0] / got["none"][0])
-                    same[m] &= got[m][1] == got["none"][1]
-                    per_call[m].append(got[m][2].mean_accepted_length)
+                    speeds[m].append(speed[m])
+                    ratios[m].append(speed[m] / speed["none"])
+                    if m in tokens:
+                        same[m] &= tokens[m] == tokens["none"]
+                    elif (at := agreeing_chars(texts[m], texts["none"])) is not None:
+                        same[m] = False
+                        differs[m].append(f"{at}/{len(texts['none'])}")
             print(f"\n{path.name}  ({len(prompt)} prompt tokens, {args.max_tokens} max new)")
             for m in methods:
+                calls = f"{statistics.median(per_call[m]):5.2f}" if per_call[m] else "    -"
+                verdict = "yes" if same[m] else "NO"
+                if differs[m]:
+                    verdict += f" (same up to char {', '.join(differs[m])})"
                 print(
-                    f"  {m:14s} {statistics.median(speeds[m]):7.1f} tok/s   "
+                    f"  {m:24s} {statistics.median(speeds[m]):7.1f} tok/s   "
                     f"speedup x{statistics.median(ratios[m]):.2f} "
                     f"(min {min(ratios[m]):.2f}, max {max(ratios[m]):.2f})   "
-                    f"{statistics.median(per_call[m]):.2f} tok/call   "
-                    f"identical to none: {'yes' if same[m] else 'NO'}"
+                    f"{calls} tok/call   "
+                    f"identical to none: {verdict}"
                 )
             sys.stdout.flush()
 
@@ -103,15 +167,13 @@ def compare_llama_cpp_python(args: argparse.Namespace) -> None:
     """`--drafter none` against llama-cpp-python's own generate loop, same model/context."""
     from llama_cpp import Llama
 
-    from spec_cli.backend.llama_cpp import physical_cores
-
     threads = args.threads or physical_cores()
     path = args.prompts[0]
     ours_s: list[float] = []
     theirs_s: list[float] = []
-    with open_session(ModelOptions(args.model, None, 4096, threads)) as session:
+    with open_session(ModelOptions(args.model, None, CTX, threads)) as session:
         prompt = prompt_tokens(session, path)
-        llm = Llama(session.model_path, n_ctx=4096, n_threads=threads, verbose=False)
+        llm = Llama(session.model_path, n_ctx=CTX, n_threads=threads, verbose=False)
         for _ in range(args.repeats):
             speed, ours_tokens, _ = run_once(session, "none", prompt, args.max_tokens)
             ours_s.append(speed)
@@ -148,6 +210,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--draft-max", type=int, default=DEFAULT_DRAFT_MAX)
     ap.add_argument("--llama-cpp-python", action="store_true")
+    ap.add_argument("--llama-lookup", default=None, help="llama.cpp's llama-lookup binary")
     args = ap.parse_args()
     if args.llama_cpp_python:
         compare_llama_cpp_python(args)

@@ -1,0 +1,120 @@
+"""Other tools' speculative decoding on the same prompt tokens, for side-by-side speeds.
+
+Each rival decodes greedily from the prompt `spec` uses and reports its own decode speed
+(first generated token to last, prefill excluded, as `spec`'s stats do) and what it
+generated, so `speed.py` can interleave it with `spec`'s methods and check its output.
+
+- `llama-cpp-python-lookup`: llama-cpp-python's `LlamaPromptLookupDecoding` with its
+  defaults (2-gram matches, 10 drafted tokens) through `Llama.generate`.
+- `llama.cpp-lookup@N`: llama.cpp's `llama-lookup` example (prompt, dynamic and static
+  n-gram caches), drafting up to N tokens; needs the binary (`--llama-lookup PATH`).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+LCPP_LOOKUP = "llama-cpp-python-lookup"
+LLAMA_LOOKUP = "llama.cpp-lookup"
+
+
+@dataclass
+class Outcome:
+    """One rival run: decode tokens/s and the generated text."""
+
+    tokens_per_second: float
+    text: str
+
+
+class LlamaCppPythonLookup:
+    """llama-cpp-python's prompt lookup decoding, as its README shows it."""
+
+    name = LCPP_LOOKUP
+
+    def __init__(
+        self, model_path: str, n_ctx: int, threads: int, detokenize: Callable[[list[int]], str]
+    ) -> None:
+        from llama_cpp import Llama
+        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+        self._llm = Llama(
+            model_path,
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            draft_model=LlamaPromptLookupDecoding(),
+            verbose=False,
+        )
+        self._detokenize = detokenize
+
+    def run(self, prompt: Sequence[int], n: int) -> Outcome:
+        out: list[int] = []
+        first = last = 0.0
+        for token in self._llm.generate(list(prompt), temp=0.0, top_k=1, reset=True):
+            now = time.perf_counter()
+            if not out:
+                first = now  # prefill and first token excluded, as in our stats
+            last = now
+            if self._llm.token_eos() == token:
+                break
+            out.append(int(token))
+            if len(out) >= n:
+                break
+        speed = (len(out) - 1) / (last - first) if last > first else 0.0
+        return Outcome(speed, self._detokenize(out))
+
+
+_DECODED = re.compile(r"decoded\s+(\d+) tokens in\s+([0-9.]+) seconds")
+
+
+class LlamaCppLookup:
+    """llama.cpp's `llama-lookup` example binary, run once per generation (its model load
+    is outside the decode time it reports)."""
+
+    def __init__(
+        self,
+        binary: str,
+        model_path: str,
+        n_ctx: int,
+        threads: int,
+        draft_max: int,
+    ) -> None:
+        from llama_cpp import Llama
+
+        self.name = f"{LLAMA_LOOKUP}@{draft_max}"
+        # The binary reads text and parses special tokens in it: the prompt is passed
+        # with its chat template's markers spelled out.
+        self._vocab = Llama(model_path, vocab_only=True, verbose=False)
+        self._cmd = [
+            binary, "-m", model_path, "-c", str(n_ctx), "-t", str(threads), "-tb", str(threads),
+            "--temp", "0", "--top-k", "1", "--spec-draft-n-max", str(draft_max),
+        ]  # fmt: skip
+
+    def run(self, prompt: Sequence[int], n: int) -> Outcome:
+        prompt_text = self._vocab.detokenize(list(prompt), special=True).decode("utf-8", "replace")
+        if self._vocab.tokenize(prompt_text.encode(), add_bos=True, special=True) != list(prompt):
+            raise RuntimeError("the prompt does not survive a round trip through text")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "prompt.txt"
+            path.write_text(prompt_text)
+            proc = subprocess.run(
+                [*self._cmd, "-f", str(path), "-n", str(n)],
+                capture_output=True,
+                text=True,
+                errors="replace",
+                check=False,
+            )
+        found = _DECODED.search(proc.stderr) or _DECODED.search(proc.stdout)
+        if proc.returncode != 0 or found is None:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise RuntimeError(f"{self._cmd[0]} failed: {' | '.join(tail)}")
+        tokens, seconds = int(found.group(1)), float(found.group(2))
+        # It prints the prompt's pieces, then the generated ones, on stdout.
+        text = proc.stdout.split(prompt_text, 1)[-1]
+        return Outcome(tokens / seconds if seconds > 0 else 0.0, text)
