@@ -8,6 +8,11 @@ generated, so `speed.py` can interleave it with `spec`'s methods and check its o
   defaults (2-gram matches, 10 drafted tokens) through `Llama.generate`.
 - `llama.cpp-lookup@N`: llama.cpp's `llama-lookup` example (prompt, dynamic and static
   n-gram caches), drafting up to N tokens; needs the binary (`--llama-lookup PATH`).
+- `llama.cpp-spec:TYPE@N`: llama.cpp's `llama-speculative-simple` example with
+  `--spec-type TYPE` (the speculation llama-server offers: `draft-simple` with the draft
+  model given by `--draft`, or `ngram-simple`, `ngram-map-k`, `ngram-mod`,
+  `ngram-cache`), with `--spec-draft-n-max N` (the ngram types keep their own default
+  lengths) (`--llama-speculative PATH`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 
 LCPP_LOOKUP = "llama-cpp-python-lookup"
 LLAMA_LOOKUP = "llama.cpp-lookup"
+LLAMA_SPEC = "llama.cpp-spec:"
 
 
 @dataclass
@@ -73,27 +79,29 @@ class LlamaCppPythonLookup:
 _DECODED = re.compile(r"decoded\s+(\d+) tokens in\s+([0-9.]+) seconds")
 
 
-class LlamaCppLookup:
-    """llama.cpp's `llama-lookup` example binary, run once per generation (its model load
-    is outside the decode time it reports)."""
+class LlamaCppExample:
+    """One of llama.cpp's speculative example binaries, run once per generation (its model
+    load is outside the decode time it reports)."""
 
     def __init__(
         self,
+        name: str,
         binary: str,
         model_path: str,
         n_ctx: int,
         threads: int,
         draft_max: int,
+        extra: Sequence[str] = (),
     ) -> None:
         from llama_cpp import Llama
 
-        self.name = f"{LLAMA_LOOKUP}@{draft_max}"
+        self.name = name
         # The binary reads text and parses special tokens in it: the prompt is passed
         # with its chat template's markers spelled out.
         self._vocab = Llama(model_path, vocab_only=True, verbose=False)
         self._cmd = [
             binary, "-m", model_path, "-c", str(n_ctx), "-t", str(threads), "-tb", str(threads),
-            "--temp", "0", "--top-k", "1", "--spec-draft-n-max", str(draft_max),
+            "--temp", "0", "--top-k", "1", "--spec-draft-n-max", str(draft_max), *extra,
         ]  # fmt: skip
 
     def run(self, prompt: Sequence[int], n: int) -> Outcome:

@@ -27,12 +27,7 @@ from pathlib import Path
 os.environ.setdefault("SPEC_NO_LEARN", "1")
 
 import numpy as np
-from rivals import (
-    LCPP_LOOKUP,
-    LLAMA_LOOKUP,
-    LlamaCppLookup,
-    LlamaCppPythonLookup,
-)
+from rivals import LCPP_LOOKUP, LLAMA_LOOKUP, LLAMA_SPEC, LlamaCppExample, LlamaCppPythonLookup
 
 from spec_cli.backend.llama_cpp import physical_cores
 from spec_cli.costs import calibrate
@@ -43,7 +38,7 @@ from spec_cli.stats import GenerationStats
 
 HERE = Path(__file__).parent
 CTX = 4096
-Rival = LlamaCppPythonLookup | LlamaCppLookup
+Rival = LlamaCppPythonLookup | LlamaCppExample
 
 
 def prompt_tokens(session: Session, path: Path) -> list[int]:
@@ -82,11 +77,17 @@ def make_rivals(session: Session, args: argparse.Namespace, methods: list[str]) 
     for m in methods:
         if m == LCPP_LOOKUP:
             rivals[m] = LlamaCppPythonLookup(session.model_path, CTX, threads, detokenize)
-        elif m.startswith(LLAMA_LOOKUP + "@"):
-            if not args.llama_lookup:
-                sys.exit(f"{m} needs --llama-lookup PATH (llama.cpp's llama-lookup binary)")
-            n = int(m.partition("@")[2])
-            rivals[m] = LlamaCppLookup(args.llama_lookup, session.model_path, CTX, threads, n)
+        elif m.startswith((LLAMA_LOOKUP + "@", LLAMA_SPEC)):
+            kind, _, n = m.partition("@")
+            spec_type = kind.removeprefix(LLAMA_SPEC) if kind.startswith(LLAMA_SPEC) else ""
+            binary = args.llama_speculative if spec_type else args.llama_lookup
+            if not binary or (spec_type.startswith("draft") and not session.draft_path):
+                needs = "--llama-speculative PATH" if spec_type else "--llama-lookup PATH"
+                sys.exit(f"{m} needs {needs} (llama.cpp's example binary) and a draft if named")
+            extra = ["--spec-type", spec_type] if spec_type else []
+            if spec_type.startswith("draft"):
+                extra += ["-md", str(session.draft_path)]
+            rivals[m] = LlamaCppExample(m, binary, session.model_path, CTX, threads, int(n), extra)
     return rivals
 
 
@@ -154,7 +155,7 @@ def compare_methods(args: argparse.Namespace) -> None:
                 if differs[m]:
                     verdict += f" (same up to char {', '.join(differs[m])})"
                 print(
-                    f"  {m:24s} {statistics.median(speeds[m]):7.1f} tok/s   "
+                    f"  {m:32s} {statistics.median(speeds[m]):7.1f} tok/s   "
                     f"speedup x{statistics.median(ratios[m]):.2f} "
                     f"(min {min(ratios[m]):.2f}, max {max(ratios[m]):.2f})   "
                     f"{calls} tok/call   "
@@ -211,6 +212,9 @@ def main() -> None:
     ap.add_argument("--draft-max", type=int, default=DEFAULT_DRAFT_MAX)
     ap.add_argument("--llama-cpp-python", action="store_true")
     ap.add_argument("--llama-lookup", default=None, help="llama.cpp's llama-lookup binary")
+    ap.add_argument(
+        "--llama-speculative", default=None, help="llama.cpp's llama-speculative-simple binary"
+    )
     args = ap.parse_args()
     if args.llama_cpp_python:
         compare_llama_cpp_python(args)

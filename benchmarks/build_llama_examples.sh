@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Build llama.cpp's `llama-lookup` example from the llama.cpp that the installed
-# llama-cpp-python vendors (same kernels as `spec`), for `speed.py --llama-lookup`.
-#   bash benchmarks/build_llama_lookup.sh [DIR]   # prints the binary's path; ~5 min on 2 cores
+# Build llama.cpp's `llama-lookup` and `llama-speculative-simple` examples from the
+# llama.cpp that the installed llama-cpp-python vendors (same kernels as `spec`), for
+# `speed.py --llama-lookup` and `--llama-speculative`.
+#   bash benchmarks/build_llama_examples.sh [DIR]   # prints the binaries' folder; ~5 min on 2 cores
 set -euo pipefail
 dir="${1:-${TMPDIR:-/tmp}/spec-llama-lookup}"
 version="$(python -c 'import importlib.metadata as m; print(m.version("llama_cpp_python"))')"
@@ -14,5 +15,5 @@ fi
 src="llama_cpp_python-$version/vendor/llama.cpp"
 cmake -S "$src" -B "$src/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
     -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
-cmake --build "$src/build" -j "$(nproc)" --target llama-lookup >/dev/null
-echo "$dir/$src/build/bin/llama-lookup"
+cmake --build "$src/build" -j "$(nproc)" --target llama-lookup llama-speculative-simple >/dev/null
+echo "$dir/$src/build/bin"
