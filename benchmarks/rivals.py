@@ -21,7 +21,7 @@ import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,42 +38,40 @@ class Outcome:
     text: str
 
 
-class LlamaCppPythonLookup:
-    """llama-cpp-python's prompt lookup decoding, as its README shows it."""
+class LlamaCppPython:
+    """llama-cpp-python's own `Llama.generate`: plain, or with its prompt lookup decoding
+    as its README shows it."""
 
-    name = LCPP_LOOKUP
-
-    def __init__(
-        self, model_path: str, n_ctx: int, threads: int, detokenize: Callable[[list[int]], str]
-    ) -> None:
+    def __init__(self, model_path: str, n_ctx: int, threads: int, lookup: bool) -> None:
         from llama_cpp import Llama
         from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
+        self.name = LCPP_LOOKUP if lookup else "llama-cpp-python"
         self._llm = Llama(
             model_path,
             n_ctx=n_ctx,
             n_threads=threads,
             n_threads_batch=threads,
-            draft_model=LlamaPromptLookupDecoding(),
+            draft_model=LlamaPromptLookupDecoding() if lookup else None,
             verbose=False,
         )
-        self._detokenize = detokenize
 
     def run(self, prompt: Sequence[int], n: int) -> Outcome:
+        self._llm.reset()  # type: ignore[no-untyped-call]
         out: list[int] = []
         first = last = 0.0
         for token in self._llm.generate(list(prompt), temp=0.0, top_k=1, reset=True):
+            if token == self._llm.token_eos():
+                break
             now = time.perf_counter()
             if not out:
                 first = now  # prefill and first token excluded, as in our stats
             last = now
-            if self._llm.token_eos() == token:
-                break
             out.append(int(token))
             if len(out) >= n:
                 break
         speed = (len(out) - 1) / (last - first) if last > first else 0.0
-        return Outcome(speed, self._detokenize(out))
+        return Outcome(speed, self._llm.detokenize(out).decode("utf-8", "replace"))
 
 
 _DECODED = re.compile(r"decoded\s+(\d+) tokens in\s+([0-9.]+) seconds")

@@ -21,13 +21,12 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("SPEC_NO_LEARN", "1")
 
 import numpy as np
-from rivals import LCPP_LOOKUP, LLAMA_LOOKUP, LLAMA_SPEC, LlamaCppExample, LlamaCppPythonLookup
+from rivals import LCPP_LOOKUP, LLAMA_LOOKUP, LLAMA_SPEC, LlamaCppExample, LlamaCppPython
 
 from spec_cli.backend.llama_cpp import physical_cores
 from spec_cli.costs import calibrate
@@ -38,7 +37,7 @@ from spec_cli.stats import GenerationStats
 
 HERE = Path(__file__).parent
 CTX = 4096
-Rival = LlamaCppPythonLookup | LlamaCppExample
+Rival = LlamaCppPython | LlamaCppExample
 
 
 def prompt_tokens(session: Session, path: Path) -> list[int]:
@@ -68,15 +67,11 @@ def text_of(session: Session, tokens: list[int]) -> str:
 
 def make_rivals(session: Session, args: argparse.Namespace, methods: list[str]) -> dict[str, Rival]:
     """The other tools among `methods`, loaded once."""
-
-    def detokenize(tokens: list[int]) -> str:
-        return text_of(session, tokens)
-
     threads = args.threads or physical_cores()
     rivals: dict[str, Rival] = {}
     for m in methods:
         if m == LCPP_LOOKUP:
-            rivals[m] = LlamaCppPythonLookup(session.model_path, CTX, threads, detokenize)
+            rivals[m] = LlamaCppPython(session.model_path, CTX, threads, lookup=True)
         elif m.startswith((LLAMA_LOOKUP + "@", LLAMA_SPEC)):
             kind, _, n = m.partition("@")
             spec_type = kind.removeprefix(LLAMA_SPEC) if kind.startswith(LLAMA_SPEC) else ""
@@ -166,29 +161,18 @@ def compare_methods(args: argparse.Namespace) -> None:
 
 def compare_llama_cpp_python(args: argparse.Namespace) -> None:
     """`--drafter none` against llama-cpp-python's own generate loop, same model/context."""
-    from llama_cpp import Llama
-
     threads = args.threads or physical_cores()
     path = args.prompts[0]
     ours_s: list[float] = []
     theirs_s: list[float] = []
     with open_session(ModelOptions(args.model, None, CTX, threads)) as session:
         prompt = prompt_tokens(session, path)
-        llm = Llama(session.model_path, n_ctx=CTX, n_threads=threads, verbose=False)
+        plain = LlamaCppPython(session.model_path, CTX, threads, lookup=False)
         for _ in range(args.repeats):
             speed, ours_tokens, _ = run_once(session, "none", prompt, args.max_tokens)
             ours_s.append(speed)
-            llm.reset()  # type: ignore[no-untyped-call]
-            n, first, last = 0, 0.0, 0.0
-            for _ in llm.generate(prompt, temp=0.0, top_k=1, reset=True):
-                now = time.perf_counter()
-                if n == 0:
-                    first = now  # prefill and first token excluded, as in our stats
-                n += 1
-                last = now
-                if n >= len(ours_tokens):  # the same number of tokens as ours
-                    break
-            theirs_s.append((n - 1) / (last - first))
+            # The same number of tokens as ours.
+            theirs_s.append(plain.run(prompt, len(ours_tokens)).tokens_per_second)
     ours, theirs = statistics.median(ours_s), statistics.median(theirs_s)
     for label, value, runs in (
         ("spec --drafter none", ours, ours_s),
