@@ -30,8 +30,10 @@ def draft(drafter: PromptLookupDrafter, context: list[int], max_len: int) -> lis
         # [1, 2, 3, 4] occurs twice; the earlier place is also preceded by 9, as the text
         # is, so that is the place being copied: its 8 wins over the latest place's 6.
         ([3, 9, 1, 2, 3, 4, 8, 7, 1, 2, 3, 4, 6, 9, 1, 2, 3, 4], 2, [8, 7]),
-        # The copy may run into the suffix itself.
-        ([4, 5, 4, 5], 5, [4, 5]),
+        # A copy that reaches the end of the text goes on from its own start: the text
+        # repeats with period 2 (a loop), so the draft may be longer than the period.
+        ([4, 5, 4, 5], 5, [4, 5, 4, 5, 4]),
+        ([7, 1, 2, 3, 1, 2, 3, 1], 6, [2, 3, 1, 2, 3, 1]),
         # A 4-gram match wins over everything shorter.
         ([1, 2, 3, 4, 6, 3, 4, 7, 2, 3, 4, 8, 1, 2, 3, 4], 2, [6, 3]),
         # Nothing repeats: no draft.
@@ -54,12 +56,24 @@ def test_ngram_bounds_are_respected() -> None:
     assert draft(PromptLookupDrafter(ngram_max=4, ngram_min=3), tokens, 2) == []
 
 
+def test_a_loop_is_drafted_past_its_period_with_growing_trust() -> None:
+    """Greedy decoding often loops; each drafted token of a loop is scored as a copy
+    agreeing over one more token than the one before it."""
+    loop = [11, 12, 13, 14, 15]
+    context = [1, 2, 3, *loop, *loop, *loop[:2]]
+    d = PromptLookupDrafter().draft(context, 12, SamplingParams(), RNG)
+    assert d.tokens == [13, 14, 15, 11, 12, 13, 14, 15, 11, 12, 13, 14]
+    assert len(d.confidence) == len(d.features) == 12
+    period = len(loop)
+    assert all(d.confidence[i + period] >= d.confidence[i] for i in range(12 - period))
+
+
 def test_draft_is_deterministic_with_one_hot_q() -> None:
     d = PromptLookupDrafter().draft([1, 2, 3, 1, 2], 4, SamplingParams(temperature=1.0), RNG)
-    assert d.tokens == [3, 1, 2]
-    assert d.probs == [None, None, None]
+    assert d.tokens == [3, 1, 2, 3]
+    assert d.probs == [None] * 4
     assert d.source == "prompt-lookup"
-    assert len(d.confidence) == 3
+    assert len(d.confidence) == 4
 
 
 def test_drafter_matches_the_reference_as_the_context_grows() -> None:

@@ -73,6 +73,18 @@ def best_place(tokens: Sequence[int], places: Sequence[int], order: int) -> tupl
     return best, best_len
 
 
+def copy_from(tokens: Sequence[int], pos: int, max_len: int) -> list[int]:
+    """Up to `max_len` tokens copied from `pos` on. A copy that reaches the end of the
+    text goes on from its own start: the text is repeating itself with period
+    len(tokens) - pos (a loop, common in greedy decoding), so drafts can be longer than
+    one period."""
+    out = [int(t) for t in tokens[pos : pos + max_len]]
+    period = len(tokens) - pos
+    while len(out) < max_len:
+        out.append(out[len(out) - period])
+    return out
+
+
 def lookup(
     tokens: Sequence[int], max_len: int, ngram_max: int = 4, ngram_min: int = 1
 ) -> list[int]:
@@ -90,7 +102,7 @@ def lookup(
         places = [int(s) + n for s in starts if np.array_equal(arr[s : s + n], suffix)]
         if places:
             pos, _ = best_place(tokens, places, n)
-            return [int(t) for t in arr[pos : pos + max_len]]
+            return copy_from(tokens, pos, max_len)
     return []
 
 
@@ -146,11 +158,13 @@ class PromptLookupDrafter:
         if found is None:
             return Draft(source=self.name)
         pos, length = found
-        tokens = list(context[pos : pos + max_len])
+        tokens = copy_from(context, pos, max_len)
+        period = len(context) - pos
         # Token i is only checked if the i before it were right, and then the text agrees
         # with the copied place over length + i tokens: one curve serves every position.
+        # Past the end of the text, a token repeats the one a period before it.
         buckets = [
-            match_bucket(length + i, self._continuation_kind(context, pos + i, length + i))
+            match_bucket(length + i, self._continuation_kind(context, pos + i % period, length + i))
             for i in range(len(tokens))
         ]
         features = [f for f, _ in buckets]
