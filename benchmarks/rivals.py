@@ -1,8 +1,9 @@
 """Other tools' speculative decoding on the same prompt tokens, for side-by-side speeds.
 
-Each rival decodes greedily from the prompt `spec` uses and reports its own decode speed
-(first generated token to last, prefill excluded, as `spec`'s stats do) and what it
-generated, so `speed.py` can interleave it with `spec`'s methods and check its output.
+Each rival decodes greedily from the prompt `spec` uses and reports its decode speed over
+the first n generated tokens (timed from outside, from the first token's arrival to the
+n-th's, prefill excluded) and their text, so `speed.py` can interleave it with `spec`'s
+methods and check its output.
 
 - `llama-cpp-python-lookup`: llama-cpp-python's `LlamaPromptLookupDecoding` with its
   defaults (2-gram matches, 10 drafted tokens) through `Llama.generate`.
@@ -17,6 +18,7 @@ generated, so `speed.py` can interleave it with `spec`'s methods and check its o
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tempfile
@@ -24,6 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 LCPP_LOOKUP = "llama-cpp-python-lookup"
 LLAMA_LOOKUP = "llama.cpp-lookup"
@@ -74,12 +77,13 @@ class LlamaCppPython:
         return Outcome(speed, self._llm.detokenize(out).decode("utf-8", "replace"))
 
 
+# Its closing summary line: present only when it ran to the end.
 _DECODED = re.compile(r"decoded\s+(\d+) tokens in\s+([0-9.]+) seconds")
 
 
 class LlamaCppExample:
     """One of llama.cpp's speculative example binaries, run once per generation (its model
-    load is outside the decode time it reports)."""
+    load and prefill come before the first generated token, where timing starts)."""
 
     def __init__(
         self,
@@ -109,18 +113,47 @@ class LlamaCppExample:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "prompt.txt"
             path.write_text(prompt_text)
-            proc = subprocess.run(
-                [*self._cmd, "-f", str(path), "-n", str(n)],
-                capture_output=True,
-                text=True,
-                errors="replace",
-                check=False,
-            )
-        found = _DECODED.search(proc.stderr) or _DECODED.search(proc.stdout)
-        if proc.returncode != 0 or found is None:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            with (Path(tmp) / "stderr.txt").open("w+b") as err:
+                arrivals = _stream([*self._cmd, "-f", str(path), "-n", str(n)], err)
+                err.seek(0)
+                log = err.read().decode("utf-8", "replace")
+        out = b"".join(chunk for _, chunk in arrivals)
+        # It echoes the prompt, then prints each generated piece as it is accepted.
+        echo = out.find(prompt_text.encode())
+        if _DECODED.search(log) is None or echo < 0:
+            tail = log.strip().splitlines()[-3:]
             raise RuntimeError(f"{self._cmd[0]} failed: {' | '.join(tail)}")
-        tokens, seconds = int(found.group(1)), float(found.group(2))
-        # It prints the prompt's pieces, then the generated ones, on stdout.
-        text = proc.stdout.split(prompt_text, 1)[-1]
-        return Outcome(tokens / seconds if seconds > 0 else 0.0, text)
+        return _first_tokens(self._vocab, arrivals, echo + len(prompt_text.encode()), n)
+
+
+def _stream(cmd: list[str], err: IO[bytes]) -> list[tuple[float, bytes]]:
+    """Run `cmd`, returning its stdout as (arrival time, bytes) chunks."""
+    arrivals = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err) as proc:
+        assert proc.stdout is not None
+        while chunk := os.read(proc.stdout.fileno(), 1 << 16):
+            arrivals.append((time.perf_counter(), chunk))
+    return arrivals
+
+
+def _first_tokens(vocab: Any, arrivals: list[tuple[float, bytes]], start: int, n: int) -> Outcome:
+    """Speed and text over the first `n` generated tokens (the binaries stop only after
+    a whole accepted draft, so they can overshoot the limit by a draft's length, and
+    their own tokens/s would then count cheap extra tokens). Tokens are found by
+    re-tokenizing the generated text; speed runs from the first token's arrival to the
+    n-th's, prefill excluded, as for llama-cpp-python above."""
+    text = b"".join(chunk for _, chunk in arrivals)[start:]
+    tokens = vocab.tokenize(text, add_bos=False, special=True)
+    count = min(n, len(tokens))
+    end = len(vocab.detokenize(tokens[:count], special=True))
+    first = last = 0.0
+    seen = -start
+    for at, chunk in arrivals:
+        seen += len(chunk)
+        if seen > 0 and not first:
+            first = at
+        if seen >= end:
+            last = at
+            break
+    speed = (count - 1) / (last - first) if last > first else 0.0
+    return Outcome(speed, text[:end].decode("utf-8", "replace"))
