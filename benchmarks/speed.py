@@ -1,7 +1,10 @@
 """Side-by-side decode speed of drafters on one machine (not a test: numbers to report).
 
 Loads the models once, then runs every method on every prompt in interleaved, rotated
-order, `--repeats` times, so machine drift hits all methods alike. Reports the median
+order, `--repeats` times, so machine drift hits all methods alike. Every method, ours and
+other tools', is timed alike: from the arrival of its first generated tokens to that of
+its n-th (the first call, which others count as prefill, and a last call that only ends
+the text are left out, and a tool that overshoots n is cut at n). Reports the median
 decode tokens/s per method and the median of per-pair speedups against `none`, and
 whether each method's greedy output matched `none` (token for token; other tools' by text).
 
@@ -21,6 +24,7 @@ import argparse
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("SPEC_NO_LEARN", "1")
@@ -31,7 +35,7 @@ from rivals import LCPP_LOOKUP, LLAMA_LOOKUP, LLAMA_SPEC, LlamaCppExample, Llama
 from spec_cli.backend.llama_cpp import physical_cores
 from spec_cli.costs import calibrate
 from spec_cli.engine import DEFAULT_DRAFT_MAX, GenerationConfig, generate
-from spec_cli.events import TokenEvent
+from spec_cli.events import StepEvent, TokenEvent
 from spec_cli.session import ModelOptions, Session, open_session
 from spec_cli.stats import GenerationStats
 
@@ -56,9 +60,22 @@ def run_once(
     stats = GenerationStats()
     config = GenerationConfig(max_tokens=n, draft_max=int(fixed) if fixed else draft_max)
     events = generate(session.target, drafter, prompt, config, np.random.default_rng(0), stats)
-    tokens = [e.token for e in events if isinstance(e, TokenEvent)]
+    tokens: list[int] = []
+    first_step = 0  # tokens of the first step, which arrive together
+    first = last = 0.0
+    for event in events:
+        if isinstance(event, TokenEvent):
+            last = time.perf_counter()
+            first = first or last
+            tokens.append(event.token)
+        elif isinstance(event, StepEvent) and not first_step:
+            first_step = len(tokens)
     drafter.close()
-    return stats.tokens_per_second, tokens, stats
+    # Timed as the other tools are (see rivals.py): from the first step's tokens to the
+    # last token, so neither the first call (the last prompt token; their prefill) nor
+    # a final call that only ends the text counts.
+    speed = (len(tokens) - first_step) / (last - first) if last > first else 0.0
+    return speed, tokens, stats
 
 
 def text_of(session: Session, tokens: list[int]) -> str:
