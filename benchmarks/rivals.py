@@ -107,23 +107,23 @@ class LlamaCppExample:
         ]  # fmt: skip
 
     def run(self, prompt: Sequence[int], n: int) -> Outcome:
-        prompt_text = self._vocab.detokenize(list(prompt), special=True).decode("utf-8", "replace")
-        if self._vocab.tokenize(prompt_text.encode(), add_bos=True, special=True) != list(prompt):
+        prompt_bytes = self._vocab.detokenize(list(prompt), special=True)
+        if self._vocab.tokenize(prompt_bytes, add_bos=True, special=True) != list(prompt):
             raise RuntimeError("the prompt does not survive a round trip through text")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "prompt.txt"
-            path.write_text(prompt_text)
+            path.write_bytes(prompt_bytes)
             with (Path(tmp) / "stderr.txt").open("w+b") as err:
                 arrivals = _stream([*self._cmd, "-f", str(path), "-n", str(n)], err)
                 err.seek(0)
                 log = err.read().decode("utf-8", "replace")
         out = b"".join(chunk for _, chunk in arrivals)
         # It echoes the prompt, then prints each generated piece as it is accepted.
-        echo = out.find(prompt_text.encode())
+        echo = out.find(prompt_bytes)
         if _DECODED.search(log) is None or echo < 0:
             tail = log.strip().splitlines()[-3:]
             raise RuntimeError(f"{self._cmd[0]} failed: {' | '.join(tail)}")
-        return _first_tokens(self._vocab, arrivals, echo + len(prompt_text.encode()), n)
+        return _first_tokens(self._vocab, arrivals, echo + len(prompt_bytes), n)
 
 
 def _stream(cmd: list[str], err: IO[bytes]) -> list[tuple[float, bytes]]:

@@ -104,8 +104,9 @@ def make_rivals(session: Session, args: argparse.Namespace, methods: list[str]) 
 
 
 def agreeing_chars(a: str, b: str) -> int | None:
-    """None when the outputs agree up to where the shorter one stops (rivals may overshoot
-    the limit), else how many characters they share before differing."""
+    """None when the outputs agree up to where the shorter one stops (a rival's text is
+    cut at n re-tokenized tokens, so its end may fall a piece off ours), else how many
+    characters they share before differing."""
     a, b = a.rstrip(), b.rstrip()
     n = min(len(a), len(b))
     return next((i for i in range(n) if a[i] != b[i]), None)
