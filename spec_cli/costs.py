@@ -59,6 +59,15 @@ class CostModel:
                 best_k, best = k, value
         return best_k, best
 
+    def break_even(self, max_len: int) -> float:
+        """The first drafted token's acceptance below which no draft of up to `max_len`
+        tokens pays, however sure the tokens after it are: with them always accepted,
+        k tokens beat none only if 1 + k * p > verify_cost(k + 1)."""
+        return min(
+            ((self.verify_cost(k + 1) - 1.0) / k for k in range(1, max_len + 1)),
+            default=1.0,
+        )
+
     def ceiling(self, max_len: int = MAX_BATCH - 1) -> tuple[int, float]:
         """(length, speedup) of a perfect drafter (always right, free) at its best length."""
         return self.best_length([1.0] * max_len)

@@ -292,9 +292,10 @@ def test_the_draft_model_stops_drafting_at_an_end_token() -> None:
 
 
 def test_unpromising_proposals_are_drafted_short_yet_learn_from_long_verdicts() -> None:
-    """A proposal not worth verifying in full is only drafted to FIRST_LOOK tokens (most
-    steps draft little, and drafting costs time), but when another drafter's long draft
-    shows it would have been right further, it is redrafted and learns all of that."""
+    """A proposal not worth verifying in full is only drafted to FIRST_LOOK tokens, after
+    a one-token look (most steps draft little, and drafting costs time), but when another
+    drafter's long draft shows it would have been right further, it is redrafted and
+    learns all of that."""
     target = FakeBackend(table_rule(seed=4), n_ctx=512)
     prompt = [1, 2]
     reference = greedy_reference(target, prompt, 40)
@@ -307,9 +308,35 @@ def test_unpromising_proposals_are_drafted_short_yet_learn_from_long_verdicts() 
     tokens, stats = run(target, auto, prompt, 17)  # one step: 16 drafts and a bonus
     assert tokens == reference[:17]
     assert stats.drafted_tokens == 16
-    assert good.requested == [FIRST_LOOK, 16]
-    assert shy.requested == [FIRST_LOOK, 16]  # the second call only to learn from
+    assert good.requested == [1, FIRST_LOOK, 16]
+    assert shy.requested == [1, FIRST_LOOK, 16]  # the last call only to learn from
     assert auto.acceptance.checked("shy") == auto.acceptance.checked("good")
+
+
+def test_a_first_token_too_unlikely_to_pay_costs_a_one_token_lookup() -> None:
+    """Most steps of open-ended text draft nothing, and such a step must cost next to
+    nothing: a proposal whose first token alone rules drafting out is looked up one
+    token deep, yet still learns from the full verdict when it turns out right."""
+    target = FakeBackend(table_rule(seed=4), n_ctx=512)
+    prompt = [1, 2]
+    reference = greedy_reference(target, prompt, 40)
+    right = continuing(reference, prompt)
+    good = ScriptedDrafter(right, name="good")
+    doubtful = ScriptedDrafter(right, name="doubtful", confidence=0.01)
+    auto = AutoDrafter([good, doubtful], MODERATE, learn_costs=False)
+    assert MODERATE.break_even(16) > 0.01
+    tokens, stats = run(target, auto, prompt, 17)
+    assert tokens == reference[:17]
+    assert stats.drafted_tokens == 16
+    assert doubtful.requested == [1, 16]  # the 16 only to learn from good's verdict
+    assert auto.acceptance.checked("doubtful") == auto.acceptance.checked("good")
+
+
+def test_break_even_is_the_first_token_rate_where_drafting_starts_to_pay() -> None:
+    for costs in (BANDWIDTH_BOUND, MODERATE, COMPUTE_BOUND):
+        p = costs.break_even(16)
+        assert costs.best_length([p - 1e-9] + [1.0] * 15)[0] == 0
+        assert costs.best_length([p + 1e-6] + [1.0] * 15)[0] > 0
 
 
 def test_a_sampled_end_token_stays_in_the_draft_model_draft() -> None:

@@ -83,6 +83,9 @@ class AutoDrafter:
         self._verify_started = 0.0  # when the last draft went to the target
         self._batch = 1
         self._warmup = WARMUP_STEPS
+        self._hopeless_costs: CostModel | None = None
+        self._hopeless_len = 0
+        self._hopeless = 1.0
 
     @property
     def costs(self) -> CostModel:
@@ -112,13 +115,22 @@ class AutoDrafter:
         # more a wrong token costs (a second token in a call: ~1x more on a compute-bound
         # target, ~0.3x on a bandwidth-bound one).
         caution = CAUTION_PER_COST * (self.costs.verify_cost(2) - 1.0)
+        hopeless = self._break_even(max_len)
         for drafter in self.cheap:
-            # Most steps draft little or nothing: propose a short draft first and the
-            # full length only when all of it is worth verifying.
-            length = min(max_len, FIRST_LOOK)
+            # Most steps draft nothing, and the step must then cost next to nothing:
+            # look at one token first, then a short draft, and at the full length only
+            # when all of the short one is worth verifying.
+            length = min(max_len, 1)
             while True:
                 cand = before_end(drafter.draft(context, length, sampling, rng), self._is_end)
                 est = self.acceptance.estimate(cand, floor=NEGLIGIBLE, caution=caution)
+                if length == 1 and max_len > 1:
+                    # Whatever follows, a first token this unlikely rules out drafting.
+                    k, value = 0, 0.0
+                    if not est or est[0] <= hopeless:
+                        break
+                    length = min(max_len, FIRST_LOOK)
+                    continue
                 k, value = self.costs.best_length(est)
                 if k < length or len(cand) < length or length == max_len:
                     break
@@ -159,6 +171,14 @@ class AutoDrafter:
         self._batch = len(best) + 1
         self._verify_started = time.perf_counter()
         return best
+
+    def _break_even(self, max_len: int) -> float:
+        """break_even, recomputed only when the costs or the length limit change."""
+        costs = self.costs
+        if self._hopeless_costs is not costs or self._hopeless_len != max_len:
+            self._hopeless_costs, self._hopeless_len = costs, max_len
+            self._hopeless = costs.break_even(max_len)
+        return self._hopeless
 
     def _warming(self) -> bool:
         return (
