@@ -332,13 +332,6 @@ def test_a_first_token_too_unlikely_to_pay_costs_a_one_token_lookup() -> None:
     assert auto.acceptance.checked("doubtful") == auto.acceptance.checked("good")
 
 
-def test_break_even_is_the_first_token_rate_where_drafting_starts_to_pay() -> None:
-    for costs in (BANDWIDTH_BOUND, MODERATE, COMPUTE_BOUND):
-        p = costs.break_even(16)
-        assert costs.best_length([p - 1e-9] + [1.0] * 15)[0] == 0
-        assert costs.best_length([p + 1e-6] + [1.0] * 15)[0] > 0
-
-
 def test_a_sampled_end_token_stays_in_the_draft_model_draft() -> None:
     """When sampling, dropping an end token because it was the one drawn would skew the
     output distribution, so the draft keeps it, and stops after it."""

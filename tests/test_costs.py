@@ -55,6 +55,15 @@ def test_spent_drafting_counts_when_deciding_to_draft_more() -> None:
     assert model.best_length([1.0, 1.0, 1.0], draft_cost=0.5, sunk=2)[0] == 3
 
 
+def test_break_even_is_the_first_token_rate_where_drafting_starts_to_pay() -> None:
+    bandwidth_bound = CostModel(tuple(1.0 + 0.05 * i for i in range(MAX_BATCH)))
+    moderate = CostModel(tuple(1.0 + 0.4 * i for i in range(MAX_BATCH)))
+    for costs in (bandwidth_bound, moderate, LINEAR):
+        p = costs.break_even(16)
+        assert costs.best_length([p - 1e-9] + [1.0] * 15)[0] == 0
+        assert costs.best_length([p + 1e-6] + [1.0] * 15)[0] > 0
+
+
 def test_ceiling_is_perfect_free_drafting_at_the_best_length() -> None:
     model = CostModel(_interpolate([1, 8, 33], [1.0, 2.0, 8.0], MAX_BATCH))
     k, speed = model.ceiling()
