@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -68,6 +69,10 @@ def main() -> None:
     click_exception, abort = _click_exceptions()
 
     debug = bool(os.environ.get("SPEC_DEBUG"))
+    if sys.stdout is None:
+        # Started with stdout closed (`spec run p >&-`): the text would have nowhere to go,
+        # and a file opened later could take its descriptor.
+        _fail("standard output is closed: redirect it to a file or /dev/null", 1)
     try:
         rv = app(standalone_mode=False)
     except SpecError as e:
@@ -90,9 +95,34 @@ def main() -> None:
         if isinstance(e.__context__, BrokenPipeError):
             _quiet_broken_pipe()
         raise
+    except OSError as e:
+        if debug:
+            raise
+        _fail(_os_error_line(e), 1)
     except Exception as e:
         if debug:
             raise
         _fail(f"{type(e).__name__}: {e} (set SPEC_DEBUG=1 for a traceback)", 1)
     if isinstance(rv, int) and rv:
         sys.exit(rv)
+    _flush_stdout()
+
+
+def _os_error_line(e: OSError) -> str:
+    """What the system refused, and on which file when it says. Errors without a file
+    name come from writing the text out (a full disk: `> /dev/full`)."""
+    what = e.strerror or str(e)
+    return f"{e.filename}: {what}" if e.filename else f"could not write the output: {what}"
+
+
+def _flush_stdout() -> None:
+    # Python flushes stdout at exit, where a failure (a full disk: `> /dev/full`) prints
+    # a raw "Exception ignored" instead of an error and exit code.
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _fail(f"could not write the output: {e.strerror or e}", 1)

@@ -87,7 +87,7 @@ def generate(
             if budget <= 0 or room <= 0:
                 reason = "length"
                 break
-            k_max = min(config.draft_max, budget - 1, room - 1)
+            k_max = min(config.draft_max, budget - 1, room - 1, target.n_batch - 1)
             ts = time.perf_counter()
             draft = drafter.draft(context, k_max, sampling, rng) if k_max > 0 else Draft()
             if len(draft) > k_max:

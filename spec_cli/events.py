@@ -49,11 +49,14 @@ class FinishEvent:
     """Generation ended; `reason` is stop, length or interrupted.
 
     `tail` is text the text layer still held back (a partial stop string) at the end.
+    `unsaid` counts the last token events whose text lay wholly in the stop string that
+    ended generation: they are not part of the result.
     """
 
     reason: str
     tokens: tuple[int, ...] = field(default_factory=tuple)
     tail: str = ""
+    unsaid: int = 0
 
 
 Event = TokenEvent | RejectedEvent | StepEvent | FinishEvent

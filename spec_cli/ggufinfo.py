@@ -278,14 +278,18 @@ def read_info(path: str) -> GGUFInfo:
         n_params=n_params,
         tensor_types=types,
         data_offset=data_offset,
-        expected_size=None if end is None else data_offset + end,
+        # A vocabulary-only file (llama.cpp ships them for tokenizer tests) has no data.
+        expected_size=None if end is None else data_offset + end if n_tensors else header_end,
         file_size=file_size,
     )
 
 
 def check_complete(path: str) -> GGUFInfo:
-    """read_info, plus a ModelError when the file is shorter than its tensors need."""
+    """read_info, plus a ModelError when the file is shorter than its tensors need or
+    has no tensors at all."""
     info = read_info(path)
+    if info.n_tensors == 0:
+        raise ModelError(f"{path} holds only a vocabulary, no weights: it cannot generate")
     if info.truncated and info.expected_size is not None:
         have, want = human_size(info.file_size), human_size(info.expected_size)
         if have == want:

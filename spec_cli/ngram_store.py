@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from spec_cli.cachefiles import cache_dir, locked, write_atomic
-from spec_cli.errors import UsageError
+from spec_cli.errors import SpecError
 from spec_cli.ngram_counts import NgramCounts
 
 PERSISTENT_LIMIT = 100_000  # rows kept in the learned cache (a few MB)
@@ -46,15 +46,15 @@ def load_static(path: str, vocab: str) -> NgramCounts:
     """A corpus cache from `spec ngram build`; refused when built for another vocabulary."""
     p = Path(path)
     if not p.is_file():
-        raise UsageError(f"n-gram cache not found: {path}")
+        raise SpecError(f"n-gram cache not found: {path}")
     loaded = read_counts(p)
     if loaded is None:
-        raise UsageError(
+        raise SpecError(
             f"{path} is not a readable n-gram cache: rebuild it with `spec ngram build`"
         )
     counts, built_for = loaded
     if built_for != vocab:
-        raise UsageError(
+        raise SpecError(
             f"{path} was built with another model's vocabulary: rebuild it with "
             "`spec ngram build --model` for this model"
         )

@@ -42,6 +42,8 @@ def consume(
             elif isinstance(event, FinishEvent):
                 parts.append(event.tail)
                 result.finish_reason = event.reason
+                if event.unsaid:
+                    del result.tokens[-event.unsaid :]
     except KeyboardInterrupt:
         result.finish_reason = "interrupted"
         _close(events)

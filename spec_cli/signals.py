@@ -1,9 +1,10 @@
-"""Treat SIGTERM like Ctrl-C so both end a generation cleanly (exit 130, output kept)."""
+"""Ctrl-C and SIGTERM: both end a generation cleanly (exit 130, output kept), and neither
+is lost while llama.cpp is busy in native code."""
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -22,3 +23,32 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[Callable[[], bool]]:
+    """Hold Ctrl-C and SIGTERM while native code runs, and raise KeyboardInterrupt after.
+
+    Python cannot raise inside a llama.cpp callback (its log handler runs all through
+    model loading): the exception would be printed, dropped, and the load would go on as
+    if nothing happened. Here a signal is only recorded; the block gets a function that
+    says whether one came (to abort the native work early), and KeyboardInterrupt is
+    raised when the block ends.
+    """
+    pending: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        pending.append(signum)
+
+    try:
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals go to the main one anyway
+        yield lambda: False
+        return
+    try:
+        yield lambda: bool(pending)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if pending:
+        raise KeyboardInterrupt

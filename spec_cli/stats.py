@@ -115,8 +115,10 @@ class GenerationStats:
 
     @property
     def mean_accepted_length(self) -> float:
-        """Generated tokens per target call (1.0 for plain decoding)."""
-        return self.generated_tokens / self.target_calls if self.target_calls else 0.0
+        """Tokens each target call yielded, on average: its accepted drafts plus its own
+        token (1.0 for plain decoding, also when that token is the end of the text)."""
+        calls = self.target_calls
+        return (self.accepted_tokens + calls) / calls if calls else 0.0
 
     @property
     def tokens_per_second(self) -> float:

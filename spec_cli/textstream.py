@@ -39,21 +39,27 @@ def stream_text(
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     stops = [s for s in stops if s]
     pending = ""  # decoded but not yet released (possible stop-string prefix)
+    # Where in `pending` each token still held back began (tokens whose text is pending).
+    starts: list[int] = []
     try:
         for event in events:
             if isinstance(event, TokenEvent):
+                starts.append(len(pending))
                 pending += decoder.decode(token_bytes(event.token))
                 if stops:
                     hit = min((i for i in (pending.find(s) for s in stops) if i >= 0), default=-1)
                     if hit >= 0:
                         yield replace(event, text=pending[:hit])
-                        yield FinishEvent("stop")
+                        # Tokens whose text begins at or after the stop made none of the result.
+                        unsaid = sum(1 for start in starts if start >= hit)
+                        yield FinishEvent("stop", unsaid=unsaid)
                         return
                     keep = _held_back(pending, stops)
                 else:
                     keep = 0
                 release = pending[: len(pending) - keep]
                 pending = pending[len(pending) - keep :]
+                starts = [start - len(release) for start in starts if start >= len(release)]
                 yield replace(event, text=release)
             elif isinstance(event, RejectedEvent):
                 shown = b"".join(token_bytes(t) for t in event.tokens)

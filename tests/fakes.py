@@ -82,6 +82,7 @@ class FakeBackend:
         rule: LogitsRule | None = None,
         *,
         n_ctx: int = 256,
+        n_batch: int = 512,
         pieces: Sequence[bytes] = PIECES,
         eos: int = EOS,
         path: str = "fake.gguf",
@@ -90,6 +91,7 @@ class FakeBackend:
         self.pieces = list(pieces)
         self.n_vocab = len(self.pieces)
         self.n_ctx = n_ctx
+        self.n_batch = n_batch
         self.eos = eos
         self.path = path
         self._cached: list[int] = []
@@ -133,7 +135,7 @@ class FakeBackend:
     def eval(self, tokens: Sequence[int], n_logits: int = 1) -> Logits:
         if not tokens:
             raise ValueError("eval needs at least one token")
-        if n_logits > len(tokens):
+        if n_logits > min(len(tokens), self.n_batch):
             raise ValueError("n_logits exceeds the tokens of one batch")
         if len(self._cached) + len(tokens) > self.n_ctx:
             raise PromptError(f"the context of {self.n_ctx} tokens is full")

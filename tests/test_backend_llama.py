@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import contextlib
+import gc
+import os
+import signal
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -281,3 +285,44 @@ def test_model_drafter_without_a_draft_model_is_a_usage_error(tiny_model: str) -
         pytest.raises(UsageError),
     ):
         s.make_drafter("model")
+
+
+def test_a_context_llama_cpp_cannot_create_is_a_model_error_and_frees_once(
+    tiny_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As when --ctx-size asks for more memory than there is (llama.cpp returns NULL)."""
+    monkeypatch.setattr(
+        "spec_cli.backend.llama_cpp.lc.llama_init_from_model", lambda model, params: None
+    )
+    with pytest.raises(ModelError, match="--ctx-size"):
+        LlamaCppBackend(tiny_model, LoadOptions(n_threads=THREADS))
+    gc.collect()  # a second free of the model here would crash the test process
+
+
+def test_the_batch_is_what_llama_cpp_allows_for_a_small_context(tiny_model: str) -> None:
+    b = LlamaCppBackend(tiny_model, LoadOptions(n_ctx=16, n_threads=THREADS))
+    try:
+        assert b.n_ctx >= 16 and 1 <= b.n_batch <= 16
+        tokens = b.tokenize("hello hello hello hello hello hello", add_bos=True)
+        assert b.eval(tokens[: b.n_batch], b.n_batch).shape == (b.n_batch, b.n_vocab)
+    finally:
+        b.close()
+
+
+def test_ctrl_c_while_loading_stops_the_load(
+    tiny_model: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The signal arrives while llama.cpp is loading (inside its callbacks, where Python
+    cannot raise): loading stops and KeyboardInterrupt follows, with nothing printed."""
+    from spec_cli.signals import deferred_interrupts as real
+
+    @contextlib.contextmanager
+    def interrupted_at_once() -> Iterator[Callable[[], bool]]:
+        with real() as interrupted:
+            os.kill(os.getpid(), signal.SIGINT)
+            yield interrupted
+
+    monkeypatch.setattr("spec_cli.backend.llama_cpp.deferred_interrupts", interrupted_at_once)
+    with pytest.raises(KeyboardInterrupt):
+        LlamaCppBackend(tiny_model, LoadOptions(n_threads=THREADS))
+    assert "Exception ignored" not in capfd.readouterr().err

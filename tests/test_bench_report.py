@@ -58,7 +58,8 @@ def measure(
 def sample_results() -> list[Measurement]:
     return [
         measure("none", "code", "c1", 10.0),
-        measure("lookup", "code", "c1", 20.0, calls=5, drafted=(5, 5), accepted=(5, 4)),
+        # 5 calls of 2 drafts, each keeping the first: 5 x 2 tokens.
+        measure("lookup", "code", "c1", 20.0, calls=5, drafted=(5, 5), accepted=(5, 0)),
         measure("none", "code", "c2", 10.0),
         measure("lookup", "code", "c2", 40.0, calls=4, drafted=(4, 2), accepted=(2, 1)),
         measure("none", "qa", "q1", 10.0),
@@ -85,8 +86,8 @@ def test_speedup_is_against_none_on_the_same_prompt() -> None:
     assert all(tuple(r) == ROW_FIELDS for r in rows)
     lookup = rows[1]
     assert lookup["mean_accepted_length"] == 2.0
-    assert lookup["acceptance_rate"] == 0.9
-    assert lookup["per_position_acceptance"] == [1.0, 0.8]
+    assert lookup["acceptance_rate"] == 0.5
+    assert lookup["per_position_acceptance"] == [1.0, 0.0]
     assert lookup["draft_share"] == pytest.approx(0.1) and lookup["verify_share"] == 0.8
 
 
@@ -96,7 +97,7 @@ def test_categories_aggregate_with_the_geometric_mean() -> None:
     # tokens/s is total tokens over total decode time: 20 tokens in 0.5 + 0.25 s.
     assert summary[("code", "lookup")].tokens_per_second == pytest.approx(20 / 0.75)
     assert summary[(OVERALL, "lookup")].speedup == pytest.approx((2.0 * 4.0 * 0.5) ** (1 / 3))
-    assert summary[(OVERALL, "lookup")].position_rates() == [8 / 13, 5 / 7]
+    assert summary[(OVERALL, "lookup")].position_rates() == [8 / 13, 1 / 7]
     assert summary[(OVERALL, "none")].speedup == 1.0
     assert summary[(OVERALL, "lookup")].matches_baseline == pytest.approx(2 / 3)
     assert [s.category for s in report().summaries][-1] == OVERALL
@@ -165,7 +166,7 @@ def test_json_document_and_csv_rows() -> None:
     rows = list(csv.DictReader(io.StringIO(csv_bytes(rep).decode())))
     assert list(rows[0]) == [f for f in ROW_FIELDS if f != "text"]
     assert len(rows) == 6
-    assert rows[1]["per_position_acceptance"] == "1.0000 0.8000"
+    assert rows[1]["per_position_acceptance"] == "1.0000 0.0000"
     assert rows[1]["matches_baseline"] == "True"
     empty = report([])
     assert csv_bytes(empty).decode().count("\n") == 1  # header only

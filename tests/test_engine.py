@@ -161,6 +161,17 @@ def test_too_long_drafts_are_truncated_before_verification() -> None:
     assert [len(b) for b in target.batches[1:]] == [9]  # last token + 8 drafts, one call
 
 
+def test_drafts_fit_in_one_target_call() -> None:
+    """A small context gives a small batch (llama.cpp limits it to the context asked
+    for): drafts are cut so that the last token plus the draft fit in one call."""
+    target = FakeBackend(n_batch=4)
+    drafter = ScriptedDrafter(oracle_script(target))
+    result = run(target, drafter, max_tokens=20, draft_max=16)
+    assert result.tokens == greedy_reference(FakeBackend(), PROMPT, 20)
+    assert max(s.drafted for s in result.steps) == 3
+    assert all(len(b) <= 4 for b in target.batches[1:])
+
+
 # -- events --------------------------------------------------------------------------------
 
 
@@ -219,6 +230,8 @@ def test_eos_stops_exactly_where_plain_decoding_stops(script: list[list[int]]) -
     assert result.finish.reason == "stop"
     assert EOS not in result.tokens
     assert result.stats.generated_tokens == 3
+    if not script:  # four calls, each yielding one token (the last one EOS)
+        assert result.stats.mean_accepted_length == 1.0
 
 
 def test_drafts_are_cut_before_an_end_token() -> None:

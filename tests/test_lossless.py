@@ -258,14 +258,23 @@ def test_greedy_text_with_stop_strings_equals_plain_text(
         GenerationConfig(max_tokens, draft_max=draft_max),
         np.random.default_rng(0),
     )
-    result = consume(stream_text(events, target.token_bytes, stops))
+    received: list[int] = []
+
+    def note(event: Event) -> None:
+        if isinstance(event, TokenEvent):
+            received.append(event.token)
+
+    result = consume(stream_text(events, target.token_bytes, stops), note)
     assert result.text == expected
     if stopped:
         assert result.finish_reason == "stop"
         assert result.tokens == reference[: len(result.tokens)]
     else:
         assert result.tokens == reference
-    check_cache(target, [*prompt, *result.tokens])
+    # The cache holds no token the consumer did not receive (tokens that made only the
+    # stop string were received, and left out of the result).
+    assert received[: len(result.tokens)] == result.tokens
+    check_cache(target, [*prompt, *received])
 
 
 # -- seeded sampling: the plain run's tokens, whatever the drafter -------------------------

@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from clitools import isolated_env, spec_command
 from test_hub import FakeHub, put_in_hf_cache, sha256_of
+from tiny_gguf import write_tiny_gguf
 
 from spec_cli.cli import main
 
@@ -117,6 +120,17 @@ def test_info_flags_a_truncated_file(env: dict[str, str], tiny_model: str, tmp_p
     assert "TRUNCATED" in r.stdout
 
 
+def test_a_vocabulary_only_file_is_described_and_refused_for_generation(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    vocab = write_tiny_gguf(tmp_path / "vocab-only.gguf", weights=False)
+    info = spec(env, "models", "info", str(vocab))
+    assert info.returncode == 0 and "TRUNCATED" not in info.stdout
+    run = spec(env, *run_args(str(vocab)), stdin=b"hello")
+    assert run.returncode == 1 and run.stderr.count("\n") == 1
+    assert "only a vocabulary" in run.stderr
+
+
 # -- check ----------------------------------------------------------------------------
 
 
@@ -155,6 +169,40 @@ def test_quantize_writes_the_requested_type(
     bad = spec(env, "models", "quantize", tiny_model, str(tmp_path / "x.gguf"), "--type", "q3")
     assert bad.returncode == 2 and "q4_k_m" in bad.stderr
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_quantize_to_a_place_it_cannot_write_says_where(
+    env: dict[str, str], tiny_model: str
+) -> None:
+    if not Path("/proc/self").exists():
+        pytest.skip("needs /proc, where no file can be created")
+    r = spec(env, "models", "quantize", tiny_model, "/proc/spec-test.gguf", "--type", "q8_0")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("spec: error: cannot write /proc/spec-test.gguf: ")
+
+
+def test_ctrl_c_ends_a_quantization_at_once_and_leaves_no_file(
+    env: dict[str, str], default_model: str, tmp_path: Path
+) -> None:
+    """llama.cpp's quantizer cannot be stopped from inside (minutes on a big model), so it
+    runs in a child process that Ctrl-C ends; neither DST nor the partial file remains."""
+    dst = tmp_path / "k.gguf"
+    partial = tmp_path / ".k.gguf.partial"
+    args = ["models", "quantize", default_model, str(dst), "--type", "q4_k_m", "--threads", "1"]
+    proc = subprocess.Popen(
+        [*spec_command(), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and not (partial.exists() and partial.stat().st_size > 0):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the quantization finished before the signal")
+    assert proc.returncode == 130, err.decode()
+    assert b"Traceback" not in err and b"Exception ignored" not in err
+    assert not dst.exists() and not partial.exists()
 
 
 # -- rm -------------------------------------------------------------------------------

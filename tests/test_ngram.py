@@ -184,3 +184,30 @@ def test_spec_ngram_build_writes_a_cache_that_run_accepts(tiny_model: str, tmp_p
     bad = subprocess.run([*run, str(cache)], capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode != 0
     assert bad.stderr.count("\n") == 1 and "another model's vocabulary" in bad.stderr
+
+
+def test_spec_ngram_build_never_overwrites_a_corpus_and_asks_before_replacing(
+    tiny_model: str, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from clitools import isolated_env, spec_command
+
+    env = isolated_env(tmp_path / "home")
+    corpus = tmp_path / "corpus.md"
+    corpus.write_text("some words to count\n", encoding="utf-8")
+
+    def build(output: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        args = ["ngram", "build", str(corpus), "-o", str(output), "-m", tiny_model, *extra]
+        return subprocess.run(
+            [*spec_command(), *args], capture_output=True, text=True, env=env, timeout=60
+        )
+
+    same = build(corpus, "--force")
+    assert same.returncode == 2 and "one of the corpus files" in same.stderr
+    assert corpus.read_text(encoding="utf-8") == "some words to count\n"
+    cache = tmp_path / "c.npz"
+    assert build(cache).returncode == 0
+    again = build(cache)
+    assert again.returncode == 2 and "--force" in again.stderr
+    assert build(cache, "--force").returncode == 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 from clitools import isolated_env, spec_command
@@ -210,6 +212,7 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         ("non-utf8-prompt", "UTF-8"),
         ("prompt-too-long", "--ctx-size"),
         ("incompatible-draft", "cannot draft"),
+        ("system-without-template", "--system"),
     ],
 )
 def test_user_errors_are_one_line(
@@ -229,10 +232,11 @@ def test_user_errors_are_one_line(
         "non-utf8-prompt": base(bad_files["latin1"], tiny_model),
         "prompt-too-long": base(bad_files["long"], tiny_model, "--ctx-size", "256"),
         "incompatible-draft": base(prompt_file, tiny_model, "--draft", tiny_other_vocab),
+        "system-without-template": base(prompt_file, tiny_model, "--raw", "--system", "Be brief."),
     }[case]
     proc = spec(env, *args)
     err = proc.stderr.decode()
-    assert proc.returncode != 0
+    assert proc.returncode in (1, 2)  # never a crash (negative: killed by a signal)
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
     assert err.startswith("spec: error: ")
@@ -247,3 +251,52 @@ def test_the_cli_default_draft_length_is_the_engines() -> None:
     from spec_cli.engine import DEFAULT_DRAFT_MAX
 
     assert options.DEFAULT_DRAFT_MAX == DEFAULT_DRAFT_MAX
+
+
+@pytest.mark.parametrize(
+    ("stdout", "expect"), [("closed", "standard output is closed"), ("full", "No space left")]
+)
+def test_output_that_cannot_be_written_is_one_line(
+    env: dict[str, str], prompt_file: str, tiny_model: str, stdout: str, expect: str
+) -> None:
+    if stdout == "full" and not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    target = subprocess.DEVNULL if stdout == "closed" else open("/dev/full", "wb")  # noqa: SIM115
+    try:
+        proc = subprocess.run(
+            [*spec_command(), *base(prompt_file, tiny_model, "--drafter", "none")],
+            stdin=subprocess.DEVNULL,
+            stdout=target,
+            stderr=subprocess.PIPE,
+            env=env,
+            timeout=120,
+            # A closed descriptor 1, as `spec run p >&-` leaves it.
+            preexec_fn=(lambda: os.close(1)) if stdout == "closed" else None,
+        )
+    finally:
+        if stdout == "full":
+            target.close()  # type: ignore[union-attr]
+    err = proc.stderr.decode()
+    assert proc.returncode == 1
+    assert err.startswith("spec: error: ") and len(err.strip().splitlines()) == 1, err
+    assert expect in err
+
+
+def test_seed_minus_one_asks_for_a_random_seed(
+    env: dict[str, str], prompt_file: str, tiny_model: str
+) -> None:
+    """llama.cpp's convention; below -1 is a usage error."""
+    assert spec(env, *base(prompt_file, tiny_model, "-t", "0.8", "--seed", "-1")).returncode == 0
+    assert spec(env, *base(prompt_file, tiny_model, "--seed", "-2")).returncode == 2
+
+
+def test_a_small_context_drafts_within_its_batch(
+    env: dict[str, str], prompt_file: str, tiny_model: str
+) -> None:
+    """llama.cpp limits a call to the context asked for (16 here), and rounds the context
+    itself up: long drafts would not fit in one call, so they are cut to fit."""
+    small = ("--ctx-size", "16", "--raw", "-n", "60", "--draft-max", "64")
+    plain = spec(env, *base(prompt_file, tiny_model, *small, "--drafter", "none"))
+    drafted = spec(env, *base(prompt_file, tiny_model, *small, "--drafter", "prompt-lookup"))
+    assert plain.returncode == 0 and drafted.returncode == 0, drafted.stderr.decode()
+    assert drafted.stdout == plain.stdout

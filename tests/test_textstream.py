@@ -62,9 +62,28 @@ def test_stop_string_across_token_boundaries() -> None:
     tokens = [1, 3, 2, 11, 1, 1]
     out = list(stream_text(events_for(tokens), token_bytes, stops=["bxy"]))
     assert streamed(out) == "a "
-    assert out[-1] == FinishEvent("stop")
+    # "b" and "xy" made only the stop string: not part of the result.
+    assert out[-1] == FinishEvent("stop", unsaid=2)
     # Nothing after the stop string was consumed.
     assert len(texts(out)) == 4
+
+
+@pytest.mark.parametrize(
+    ("tokens", "stop", "kept"),
+    [
+        ([1, 3, 2, 11, 1], "bxy", [1, 3]),  # the stop spans whole tokens
+        ([1, 11, 1], "y", [1, 11]),  # "xy": the token's "x" is in the text
+        ([1, 2, 2, 1], "b", [1]),  # the stop is one whole token
+        ([1, 3, 2, 13], "bc", [1, 3]),  # held back, then the stop: "b" was never said
+    ],
+)
+def test_result_tokens_are_those_whose_text_is_in_the_result(
+    tokens: list[int], stop: str, kept: list[int]
+) -> None:
+    result = consume(stream_text(events_for(tokens), token_bytes, stops=[stop]))
+    assert result.finish_reason == "stop"
+    assert result.tokens == kept
+    assert result.text == b"".join(PIECES[t] for t in kept).decode().split(stop)[0]
 
 
 def test_possible_stop_prefix_is_held_back_then_released() -> None:
@@ -113,7 +132,7 @@ def test_stopping_closes_the_upstream_generator() -> None:
 
     out = list(stream_text(upstream(), token_bytes, stops=["xy"]))
     assert closed == [True]
-    assert out[-1] == FinishEvent("stop")
+    assert out[-1] == FinishEvent("stop", unsaid=1)
 
 
 @settings(max_examples=300, deadline=None, database=None)
@@ -158,9 +177,16 @@ def test_engine_through_textstream_stops_and_keeps_the_cache_consistent(stop_at:
     events = generate(
         target, drafter, prompt, GenerationConfig(60, draft_max=8), np.random.default_rng(0)
     )
-    result = consume(stream_text(events, target.token_bytes, [stop_at]))
+    received: list[int] = []
+
+    def note(event: Event) -> None:
+        if isinstance(event, TokenEvent):
+            received.append(event.token)
+
+    result = consume(stream_text(events, target.token_bytes, [stop_at]), note)
     assert result.text == plain_text[:cut]
     assert result.finish_reason == "stop"
+    assert received[: len(result.tokens)] == result.tokens
     cached = list(target.cached)
-    seen = [*prompt, *result.tokens]
+    seen = [*prompt, *received]
     assert cached == seen[: len(cached)]

@@ -113,13 +113,15 @@ def write_tiny_gguf(
     shape: TinyShape = TinyShape(),
     extra_tokens: tuple[str, ...] = (),
     name: str = "tiny",
+    weights: bool = True,
 ) -> Path:
     """Write a tiny llama GGUF to `path` and return the path.
 
     `noise` adds Gaussian noise of that many standard deviations (relative to each weight
     matrix) to the weights of seed `seed`: 0 gives the target itself, ~0.1-0.5 a draft that
     agrees with it often but not always. `extra_tokens` change the vocabulary (size and
-    texts), for incompatible-draft tests.
+    texts), for incompatible-draft tests. Without `weights` the file holds only the
+    vocabulary, like the ones llama.cpp ships for its tokenizer tests.
     """
     import gguf
 
@@ -147,7 +149,8 @@ def write_tiny_gguf(
     writer.add_add_eos_token(False)
     # No leading-space insertion: detokenize(tokenize(text)) is then exactly `text`.
     writer.add_add_space_prefix(False)
-    for tensor_name, arr in _weights(shape, len(tokens), seed, noise, noise_seed).items():
+    tensors = _weights(shape, len(tokens), seed, noise, noise_seed) if weights else {}
+    for tensor_name, arr in tensors.items():
         writer.add_tensor(tensor_name, arr)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

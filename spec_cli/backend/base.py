@@ -36,6 +36,7 @@ class Backend(Protocol):
     path: str
     n_vocab: int
     n_ctx: int
+    n_batch: int  # most tokens one call can return logits for
 
     @property
     def cached(self) -> Sequence[int]: ...

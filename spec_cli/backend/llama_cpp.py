@@ -10,8 +10,10 @@ import contextlib
 import ctypes
 import hashlib
 import os
+import subprocess
+import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import numpy as np
 
 from spec_cli.backend.base import Logits, VocabInfo
 from spec_cli.errors import ModelError, PromptError
+from spec_cli.signals import deferred_interrupts
 
 _init_lock = threading.Lock()
 _initialised = False
@@ -97,44 +100,64 @@ class LlamaCppBackend:
         check_gguf(path)
         _ensure_backend()
         self.path = path
-        mparams = lc.llama_model_default_params()
-        mparams.n_gpu_layers = options.n_gpu_layers
-        mparams.vocab_only = options.vocab_only
-        self._model = lc.llama_model_load_from_file(path.encode(), mparams)
-        if not self._model:
-            raise ModelError(f"llama.cpp could not load {path}: the file is corrupt or unsupported")
-        self._vocab = lc.llama_model_get_vocab(self._model)
-        self.n_vocab = int(lc.llama_vocab_n_tokens(self._vocab))
-        n_ctx_train = int(lc.llama_model_n_ctx_train(self._model))
-        n_ctx = options.n_ctx if options.n_ctx > 0 else n_ctx_train
+        self._closed = True  # nothing to free until the model is loaded
+        self._ctx: Any = None
+        self._mem: Any = None
+        self._batch: Any = None
+        self.n_ctx = self.n_batch = 0
         self.threads = options.n_threads or physical_cores()
         self.n_gpu_layers = options.n_gpu_layers
         self._cached: list[int] = []
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
-        self._add_bos = bool(lc.llama_vocab_get_add_bos(self._vocab))
-        self._closed = False
-        self._ctx = None
-        self.n_ctx = self.n_batch = 0
-        if options.vocab_only:
-            return
+        # Loading takes seconds on a big model, in native code: keep Ctrl-C from being lost.
+        with deferred_interrupts() as interrupted:
+            self._model = self._load_model(options, interrupted)
+            self._closed = False
+            self._vocab = lc.llama_model_get_vocab(self._model)
+            self.n_vocab = int(lc.llama_vocab_n_tokens(self._vocab))
+            self._add_bos = bool(lc.llama_vocab_get_add_bos(self._vocab))
+            if not options.vocab_only:
+                self._create_context(options)
+
+    def _load_model(self, options: LoadOptions, interrupted: Callable[[], bool]) -> Any:
+        mparams = lc.llama_model_default_params()
+        mparams.n_gpu_layers = options.n_gpu_layers
+        mparams.vocab_only = options.vocab_only
+        # llama.cpp stops loading when its progress callback returns false.
+        keep_loading = lc.llama_progress_callback(lambda progress, data: not interrupted())
+        mparams.progress_callback = keep_loading
+        model = lc.llama_model_load_from_file(self.path.encode(), mparams)
+        if not model:
+            if interrupted():
+                raise KeyboardInterrupt
+            raise ModelError(
+                f"llama.cpp could not load {self.path}: the file is corrupt or unsupported"
+            )
+        return model
+
+    def _create_context(self, options: LoadOptions) -> None:
+        n_ctx_train = int(lc.llama_model_n_ctx_train(self._model))
+        n_ctx = options.n_ctx if options.n_ctx > 0 else n_ctx_train
         cparams = lc.llama_context_default_params()
         cparams.n_ctx = n_ctx
-        cparams.n_batch = min(options.n_batch, n_ctx)
-        cparams.n_ubatch = min(options.n_batch, n_ctx)
+        # llama.cpp limits the batch to the context asked for (and may round the context
+        # up): the batch it allows is read back, and the engine keeps drafts within it.
+        cparams.n_batch = options.n_batch
+        cparams.n_ubatch = options.n_batch
         cparams.n_seq_max = 1
         cparams.n_threads = self.threads
         cparams.n_threads_batch = self.threads
         cparams.no_perf = True
         self._ctx = lc.llama_init_from_model(self._model, cparams)
         if not self._ctx:
-            lc.llama_model_free(self._model)
+            self.close()  # frees the model, once: __del__ must not free it again
             raise ModelError(
-                f"llama.cpp could not create a context of {n_ctx} tokens for {path}: "
+                f"llama.cpp could not create a context of {n_ctx} tokens for {self.path}: "
                 "try a smaller --ctx-size"
             )
         self.n_ctx = int(lc.llama_n_ctx(self._ctx))
-        self.n_batch = int(cparams.n_batch)
+        self.n_batch = int(lc.llama_n_batch(self._ctx))
         self._mem = lc.llama_get_memory(self._ctx)
         self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
 
@@ -333,15 +356,43 @@ FTYPES = {
 
 
 def quantize(src: str, dst: str, kind: str, threads: int = 0) -> None:
-    """Write `src` re-quantized as `kind` (see FTYPES) to `dst` with llama.cpp's quantizer."""
+    """Write `src` re-quantized as `kind` (see FTYPES) to `dst` with llama.cpp's quantizer.
+
+    The quantizer cannot be stopped from inside and takes minutes on a big model, so it
+    runs in a child process of its own session: Ctrl-C (or SIGTERM) reaches only us, and
+    ends it at once. What it had written to `dst` is then incomplete: the caller writes
+    to a temporary name.
+    """
     check_gguf(src)
     if kind not in FTYPES:
         raise ModelError(f"unknown quantization type {kind!r}: use one of {', '.join(FTYPES)}")
+    child = subprocess.Popen(
+        [sys.executable, "-c", _QUANTIZE_CHILD, src, dst, kind, str(threads or physical_cores())],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        rc = child.wait()
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    if rc != 0:
+        raise ModelError(f"llama.cpp could not quantize {src} to {kind} (code {rc})")
+
+
+_QUANTIZE_CHILD = (
+    "import sys; from spec_cli.backend.llama_cpp import quantize_here; "
+    "sys.exit(quantize_here(*sys.argv[1:4], int(sys.argv[4])))"
+)
+
+
+def quantize_here(src: str, dst: str, kind: str, threads: int) -> int:
+    """Run llama.cpp's quantizer in this process; its return code (0: done)."""
     _ensure_backend()
     params = lc.llama_model_quantize_default_params()
     params.ftype = FTYPES[kind]
     params.allow_requantize = True
-    params.nthread = threads or physical_cores()
-    rc = lc.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params))
-    if rc != 0:
-        raise ModelError(f"quantizing {src} to {kind} failed (llama.cpp code {rc})")
+    params.nthread = threads
+    return int(lc.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params)))

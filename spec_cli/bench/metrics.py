@@ -163,7 +163,8 @@ class Summary:
 
     @property
     def mean_accepted_length(self) -> float:
-        return _share(self.generated_tokens, self.target_calls)
+        # As GenerationStats: what each call yielded, the end-of-text token included.
+        return _share(self.accepted_tokens + self.target_calls, self.target_calls)
 
     @property
     def acceptance_rate(self) -> float:

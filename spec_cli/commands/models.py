@@ -293,8 +293,9 @@ def quantize(
     from spec_cli import hub
     from spec_cli.backend.llama_cpp import FTYPES
     from spec_cli.backend.llama_cpp import quantize as llama_quantize
-    from spec_cli.errors import UsageError
+    from spec_cli.errors import ModelError, UsageError
     from spec_cli.ggufinfo import human_size
+    from spec_cli.signals import sigterm_as_interrupt
 
     kind = kind.lower()
     if kind not in FTYPES:
@@ -307,11 +308,16 @@ def quantize(
         raise UsageError(f"{dst} already exists: pass --force to overwrite it")
     if out.exists() and out.resolve() == Path(src_path).resolve():
         raise UsageError("DST is the source file: write the quantized model elsewhere")
-    out.parent.mkdir(parents=True, exist_ok=True)
     # Write beside DST and rename: an interrupted run never leaves a broken DST.
     tmp = out.with_name(f".{out.name}.partial")
     try:
-        llama_quantize(src_path, str(tmp), kind, threads)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.touch()  # fail now, with the reason, rather than inside llama.cpp
+    except OSError as e:
+        raise ModelError(f"cannot write {dst}: {e.strerror or e}") from None
+    try:
+        with sigterm_as_interrupt():
+            llama_quantize(src_path, str(tmp), kind, threads)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -20,17 +20,24 @@ def build(
     limit: Annotated[
         int, typer.Option("--limit", min=1000, help="Keep at most this many n-gram rows.")
     ] = 2_000_000,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite OUTPUT.")] = False,
 ) -> None:
     """Count the 1..4-gram continuations of FILES with MODEL's tokenizer into OUTPUT."""
     import sys
 
     from spec_cli import hub
     from spec_cli.backend.llama_cpp import LlamaCppBackend, LoadOptions
-    from spec_cli.errors import SpecError
+    from spec_cli.errors import SpecError, UsageError
     from spec_cli.ngram_counts import NgramCounts
     from spec_cli.ngram_store import write_counts
     from spec_cli.prompts import decode_prompt
 
+    if output.is_dir():
+        raise UsageError(f"{output} is a directory: give the cache file's name")
+    if any(output.exists() and path.exists() and output.samefile(path) for path in files):
+        raise UsageError(f"{output} is one of the corpus files: write the cache elsewhere")
+    if output.exists() and not force:
+        raise UsageError(f"{output} already exists: pass --force to overwrite it")
     tokenizer = LlamaCppBackend(hub.resolve(model), LoadOptions(vocab_only=True))
     counts = NgramCounts()
     n_tokens = 0

@@ -28,11 +28,28 @@ Temperature = Annotated[
     typer.Option("--temperature", "-t", min=0.0, help="0 is greedy; > 0 samples (lossless)."),
 ]
 TopK = Annotated[int, typer.Option("--top-k", min=0, help="Keep the k likeliest tokens (0: off).")]
-TopP = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus mass (1: off).")]
+# The ranges of top-p and min-p are half-open, which the option parser cannot say:
+# SamplingParams checks them, and the help states them.
+TopP = Annotated[float, typer.Option("--top-p", help="Nucleus mass, in (0, 1] (1: off).")]
 MinP = Annotated[
-    float, typer.Option("--min-p", min=0.0, max=1.0, help="Drop tokens below min-p x top prob.")
+    float, typer.Option("--min-p", help="Drop tokens below min-p x top prob, in [0, 1) (0: off).")
 ]
-Seed = Annotated[int | None, typer.Option("--seed", help="Seed for repeatable sampling.")]
+
+
+def _random_when_minus_one(seed: int | None) -> int | None:
+    """llama.cpp's convention: a seed of -1 asks for a random one."""
+    return None if seed == -1 else seed
+
+
+Seed = Annotated[
+    int | None,
+    typer.Option(
+        "--seed",
+        min=-1,
+        callback=_random_when_minus_one,
+        help="Seed for repeatable sampling (-1: random).",
+    ),
+]
 CtxSize = Annotated[
     int, typer.Option("--ctx-size", "-c", min=0, help="Context tokens (0: the model's own).")
 ]

@@ -64,10 +64,16 @@ def run(
         sampling.validate()
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if raw and system is not None:
+        raise UsageError("--system needs the chat template, which --raw skips: drop one of them")
     text = read_prompt(prompt_file)
     auto_draft = drafter in ("auto", "model")  # only these use a draft model
     opts = ModelOptions(model, draft, ctx_size, threads, gpu_layers, draft_gpu_layers, auto_draft)
     with sigterm_as_interrupt(), open_session(opts) as session:
+        if system is not None and not session.has_chat_template():
+            raise UsageError(
+                f"{session.model_path} has no chat template, so it takes no --system prompt"
+            )
         if raw or not session.has_chat_template():
             prompt = session.raw_prompt(text)
         else:
