@@ -157,6 +157,11 @@ def _pypi(path: Path, name: str, value: Any) -> PypiSource:
     return PypiSource(value["package"], tuple(files))
 
 
+def _local_file(toml: Path, value: str) -> str:
+    """A `path` field as an absolute path: a relative one is relative to its models.toml."""
+    return os.path.abspath(toml.parent / Path(value).expanduser())
+
+
 def _preset(path: Path, name: str, table: Mapping[str, Any], origin: str) -> Preset:
     unknown = set(table) - _FIELDS
     if unknown:
@@ -177,7 +182,7 @@ def _preset(path: Path, name: str, table: Mapping[str, Any], origin: str) -> Pre
         elif not isinstance(value, str):
             raise ConfigError(f"{path}: [models.{name}] {key} must be a string")
         else:
-            kw[key] = str(Path(value).expanduser()) if key == "path" else value
+            kw[key] = _local_file(path, value) if key == "path" else value
     preset = Preset(**kw)
     if not (preset.path or preset.pypi or (preset.repo and preset.file)):
         raise ConfigError(

@@ -297,29 +297,41 @@ def _repo_dir(repo: str) -> Path:
     return hf_cache_dir() / ("models--" + repo.replace("/", "--"))
 
 
-def remove(f: HfFile) -> int:
-    """Delete every cached revision of `f`; the bytes freed (0 when none was cached)."""
+def remove(f: HfFile) -> int | None:
+    """Delete every cached revision of `f`; the bytes freed, or None when none was cached.
+
+    Only blobs in the repo's own `blobs/` folder are deleted, and only when no snapshot
+    still links to them; a link to anywhere else is unlinked and its target left alone.
+    """
     repo_dir = _repo_dir(f.repo)
     snapshots = repo_dir / "snapshots"
     if not snapshots.is_dir():
-        return 0
+        return None
+    real_repo = Path(os.path.realpath(repo_dir))
+    entries = [snap / f.filename for snap in snapshots.iterdir()]
+    # An entry whose folder is a link (to outside the cache) is not the cache's to delete.
+    entries = [
+        e
+        for e in entries
+        if (e.is_symlink() or e.is_file())
+        and Path(os.path.realpath(e.parent)).is_relative_to(real_repo / "snapshots")
+    ]
+    if not entries:
+        return None
     blobs: set[Path] = set()
     freed = 0
-    for snap in snapshots.iterdir():
-        entry = snap / f.filename
-        if not (entry.is_symlink() or entry.is_file()):
-            continue
+    for entry in entries:
         target = Path(os.path.realpath(entry))
-        if entry.is_symlink():
+        if not entry.is_symlink():
+            freed += entry.stat().st_size
+        elif target.parent == real_repo / "blobs":
             blobs.add(target)
-        elif target.exists():
-            freed += target.stat().st_size
         entry.unlink()
         with contextlib.suppress(OSError):
             _stamp_path(target).unlink()
     still_used = {Path(os.path.realpath(p)) for p in snapshots.rglob("*") if p.is_symlink()}
     for blob in blobs - still_used:
-        if blob.exists():
+        if blob.is_file():
             freed += blob.stat().st_size
             blob.unlink()
     # A repo with no file left is removed whole (refs, partial downloads and all).

@@ -113,6 +113,8 @@ def resolve_preset(
 
     notify = notify or note
     if preset.path:
+        if not os.path.isfile(preset.path):
+            raise missing_file(preset)
         return preset.path
     if preset.pypi:
         try:
@@ -134,6 +136,14 @@ def resolve_preset(
     if hf is None:
         raise ModelError(f"{preset.name} is not installed: {hint}")
     return hfcache.fetch(hf, notify, what=preset.name, hint=hint)
+
+
+def missing_file(preset: Preset) -> ModelError:
+    """The error for a preset whose `path` names no file (spec cannot download those)."""
+    return ModelError(
+        f"the file of preset {preset.name} was not found at {preset.path}: fix its path "
+        "in your models.toml (spec does not download path presets)"
+    )
 
 
 def local_path(preset: Preset, notify: Notify | None = None) -> str | None:
@@ -271,8 +281,9 @@ def _join(parts: list[Path], dest: Path, preset: Preset) -> None:
 # -- removal and load failures --------------------------------------------------------
 
 
-def remove_preset(preset: Preset) -> int:
-    """Delete the preset's downloaded (or joined) files; the bytes freed."""
+def remove_preset(preset: Preset) -> int | None:
+    """Delete the preset's downloaded (or joined) files; the bytes freed, or None when
+    none was on this machine."""
     from spec_cli import hfcache
 
     if preset.path:
@@ -282,14 +293,15 @@ def remove_preset(preset: Preset) -> int:
             f"{preset.name} is the embedded model from PyPI package {preset.pypi.package}: "
             f"remove it with `pip uninstall {preset.pypi.package}`"
         )
-    freed = 0
+    freed: int | None = None
     assembled = _assembled_path(preset) if preset.pypi else None
     if assembled is not None and assembled.is_file():
-        freed += assembled.stat().st_size
+        freed = assembled.stat().st_size
         shutil.rmtree(assembled.parent, ignore_errors=True)
     hf = hf_file(preset)
-    if hf is not None:
-        freed += hfcache.remove(hf)
+    removed = hfcache.remove(hf) if hf is not None else None
+    if removed is not None:
+        freed = (freed or 0) + removed
     return freed
 
 

@@ -149,3 +149,16 @@ def test_the_user_file_lives_in_spec_config_dir(
     cat = load_catalog()
     assert cat.user_file == tmp_path / "models.toml"
     assert cat.get("mine") is not None
+
+
+def test_a_relative_path_is_relative_to_the_file_that_declares_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    user = write(config / "models.toml", "[models.mine]\npath = '../models/mine.gguf'\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    mine = load_catalog(user=user).get("mine")
+    assert mine is not None and mine.path == str(tmp_path / "models" / "mine.gguf")

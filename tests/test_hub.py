@@ -447,7 +447,46 @@ def test_removing_a_preset_deletes_its_cached_files(hf_cache: Path, tiny_model: 
     assert preset is not None
     assert hub.remove_preset(preset) == os.path.getsize(tiny_model)
     assert not (hf_cache / "models--unsloth--Qwen3-0.6B-GGUF").exists()
+    assert hub.remove_preset(preset) is None  # nothing left to remove
+
+
+SMOL_360 = ("bartowski/SmolLM2-360M-Instruct-GGUF", "SmolLM2-360M-Instruct-Q4_K_M.gguf")
+
+
+@pytest.mark.parametrize("layout", ["outside file", "other cache's blob", "linked snapshot"])
+def test_removal_never_deletes_files_outside_the_repos_own_blobs(
+    hf_cache: Path, tmp_path: Path, tiny_model: str, layout: str
+) -> None:
+    """A snapshot entry (or folder) linking out of the cache loses only the link itself."""
+    victim = tmp_path / "victim" / SMOL_360[1]
+    victim.parent.mkdir()
+    shutil.copy(tiny_model, victim)
+    if layout == "other cache's blob":
+        other = put_in_hf_cache(tmp_path / "other-cache", *SMOL_360, tiny_model)
+        victim = Path(os.path.realpath(other))
+    snap = hf_cache / f"models--{SMOL_360[0].replace('/', '--')}" / "snapshots" / COMMIT
+    snap.parent.mkdir(parents=True)
+    if layout == "linked snapshot":
+        snap.symlink_to(victim.parent, target_is_directory=True)
+    else:
+        snap.mkdir()
+        (snap / SMOL_360[1]).symlink_to(victim)  # absolute, as the tester made it
+    preset = hub.catalog().get("smollm2-360m")
+    assert preset is not None
+    hub.remove_preset(preset)
+    assert victim.read_bytes() == Path(tiny_model).read_bytes()
+
+
+def test_removal_keeps_a_blob_another_snapshot_still_uses(hf_cache: Path, tiny_model: str) -> None:
+    link = put_in_hf_cache(hf_cache, *SMOL_360, tiny_model)
+    blob = Path(os.path.realpath(link))
+    other = link.parent.parent / ("f" * 40) / "other-name.gguf"
+    other.parent.mkdir()
+    other.symlink_to(os.path.relpath(blob, other.parent))
+    preset = hub.catalog().get("smollm2-360m")
+    assert preset is not None
     assert hub.remove_preset(preset) == 0
+    assert not link.exists() and blob.is_file()
 
 
 def test_the_embedded_default_is_not_removed(hf_cache: Path) -> None:

