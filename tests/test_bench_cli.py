@@ -119,6 +119,8 @@ def test_json_dash_puts_json_on_stdout_and_the_report_on_stderr(
         (["--suite", "quik"], 2, "unknown suite 'quik'"),
         (["--category", "poetry"], 2, "suite quick has no category 'poetry'"),
         (["--json", "/no/such/dir/r.json"], 2, "directory /no/such/dir does not exist"),
+        (["--json", "same.out", "--plot", "same.out"], 2, "--json and --plot both write same.out"),
+        (["--plot", "chart.gif"], 2, "--plot chart.gif: give a file name ending in .png, .svg"),
     ],
 )
 def test_bad_options_fail_fast_with_one_line(
@@ -180,9 +182,47 @@ def test_a_prompt_too_long_for_the_context_names_the_prompt(
     long.write_text(json.dumps({"id": "huge", "category": "qa", "turns": ["word " * 200]}) + "\n")
     proc = spec(env, *tiny_args(str(long), tiny_model, "-n", "4"))
     assert proc.returncode == 1
-    line = proc.stderr.splitlines()[-1]
-    assert line.startswith("spec: error: prompt 'huge' turn 1 is 1001 tokens but the context")
-    assert "raise --ctx-size" in line
+    assert proc.stderr.splitlines()[-1] == (
+        "spec: error: prompt 'huge' is 1001 tokens but the context holds 512: "
+        f"raise --ctx-size to 1005 or remove it from {long}"
+    )
+
+
+def test_a_run_that_fails_midway_leaves_files_marked_incomplete(
+    env: dict[str, str], tiny_model: str, tmp_path: Path
+) -> None:
+    """Six 60-byte turns fit the context, but not with 40-token answers between them: the
+    run fails at a later turn, and the files keep what finished, marked as incomplete."""
+    grow = tmp_path / "grow.jsonl"
+    turns = [f"Turn {i}: " + "tell me more " * 4 for i in range(6)]
+    grow.write_text(json.dumps({"id": "g", "category": "chat", "turns": turns}) + "\n")
+    out_json, out_csv = tmp_path / "part.json", tmp_path / "part.csv"
+    args = tiny_args(str(grow), tiny_model, "-n", "40", "--methods", "none,prompt-lookup")
+    proc = spec(env, *args, "--json", str(out_json), "--csv", str(out_csv))
+    assert proc.returncode == 1
+    error = proc.stderr.splitlines()[-1].removeprefix("spec: error: ")
+    assert error.startswith("prompt 'g' turn ") and "but the context holds 512" in error
+    assert "Recommendation:" not in proc.stdout
+    doc = json.loads(out_json.read_text())
+    assert doc["interrupted"] is True and doc["error"] == error
+    assert doc["recommendation"] is None
+    assert doc["results"] and all(r["turn"] < 6 for r in doc["results"])
+    with out_csv.open(newline="") as f:
+        assert len(list(csv.DictReader(f))) == len(doc["results"])
+
+
+def test_ceiling_and_advice_follow_the_draft_length_models_and_sampling(
+    env: dict[str, str], suite: str, tiny_model: str
+) -> None:
+    args = tiny_args(suite, tiny_model, "-n", "4", "--category", "qa", "--draft-max", "0")
+    proc = spec(env, *args, "--temperature", "0.7", "--top-k", "40", "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["ceiling"]["draft_length"] == 0 and doc["ceiling"]["speedup"] == 1.0
+    assert "would reach 1.00x at draft length 0" in proc.stderr
+    command = doc["recommendation"]["command"]
+    assert f"--model {tiny_model} " in command and "--temperature 0.7 --top-k 40" in command
+    assert f"use `{command}`" in proc.stderr
 
 
 @pytest.mark.real

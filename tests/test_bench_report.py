@@ -16,12 +16,12 @@ from rich.console import Console
 
 from spec_cli.bench.metrics import OVERALL, ROW_FIELDS, geometric_mean, result_rows
 from spec_cli.bench.outputs import OutputFiles, csv_bytes, json_bytes, write_file
-from spec_cli.bench.recommend import run_command
+from spec_cli.bench.recommend import RunOptions, run_command
 from spec_cli.bench.report import Report, build_report
 from spec_cli.bench.runner import Measurement
-from spec_cli.engine import DEFAULT_DRAFT_MAX
 from spec_cli.errors import UsageError
 from spec_cli.render.bench import bar, render_report
+from spec_cli.sampling import SamplingParams
 from spec_cli.stats import GenerationStats
 
 CEILING = {"speedup": 3.0, "draft_length": 12, "target_call_seconds": 0.01}
@@ -68,7 +68,7 @@ def sample_results() -> list[Measurement]:
 
 
 def report(results: list[Measurement] | None = None, **kw: Any) -> Report:
-    options: dict[str, Any] = {"greedy": True, "draft_model": None, "draft_max": DEFAULT_DRAFT_MAX}
+    options: dict[str, Any] = {"greedy": True, "options": RunOptions()}
     options.update(kw)
     return build_report(
         {"machine": {"cpu": "Test CPU"}, "ceiling": CEILING},
@@ -120,13 +120,48 @@ def test_recommendation_names_method_best_category_and_command() -> None:
     assert rec.text == (
         f"lookup: 2.83x on code, {overall:.2f}x overall; use `spec run --drafter lookup`"
     )
-    assert (
-        run_command("model", "d.gguf", 8) == "spec run --drafter model --draft d.gguf --draft-max 8"
+
+
+def test_recommended_command_reproduces_models_sampling_and_draft_settings() -> None:
+    """The command carries every non-default option that changes what or how fast `spec run`
+    generates, quoted for the shell; options the method does not use are left out."""
+    options = RunOptions(
+        model="/tmp/my models/t.gguf",
+        draft_model="d.gguf",
+        draft_max=8,
+        sampling=SamplingParams(0.7, 40, 0.9, 0.05),
+        threads=4,
+        draft_gpu_layers=-1,
     )
-    assert (
-        run_command("prompt-lookup", "d.gguf", DEFAULT_DRAFT_MAX)
-        == "spec run --drafter prompt-lookup"
+    assert run_command("model", options) == (
+        "spec run --drafter model --model '/tmp/my models/t.gguf' --draft d.gguf "
+        "--draft-max 8 --temperature 0.7 --top-k 40 --top-p 0.9 --min-p 0.05 --threads 4 "
+        "--draft-gpu-layers -1"
     )
+    assert run_command("none", options) == (
+        "spec run --drafter none --model '/tmp/my models/t.gguf' --temperature 0.7 --top-k 40 "
+        "--top-p 0.9 --min-p 0.05 --threads 4"
+    )
+    cached = RunOptions(model="t.gguf", ngram_cache="c.bin", raw=True)
+    assert run_command("ngram", cached) == (
+        "spec run --drafter ngram --model t.gguf --ngram-cache c.bin --raw"
+    )
+    assert run_command("prompt-lookup", RunOptions()) == "spec run --drafter prompt-lookup"
+    rec = report(options=RunOptions(model="t.gguf", sampling=SamplingParams(0.5))).recommendation
+    assert rec is not None
+    assert rec.command == "spec run --drafter lookup --model t.gguf --temperature 0.5"
+    assert rec.text.endswith(f"use `{rec.command}`")
+
+
+def test_a_failed_run_is_marked_incomplete_with_its_error_and_no_advice() -> None:
+    error = "prompt 'g' turn 3: the prompt is 651 tokens but the context holds 512"
+    doc = json.loads(json_bytes(report(error=error)))
+    assert doc["interrupted"] is True and doc["error"] == error
+    assert doc["recommendation"] is None
+    assert len(doc["results"]) == 6  # what finished is kept
+    done = json.loads(json_bytes(report()))
+    assert done["interrupted"] is False and done["error"] is None
+    assert done["recommendation"] is not None
 
 
 def test_no_win_overall_points_to_a_category_win_or_to_plain_decoding() -> None:
@@ -184,6 +219,29 @@ def test_terminal_report_shows_table_chart_ceiling_and_advice() -> None:
     assert "note: lookup: 1 of 3 greedy outputs differ" in out
 
 
+def test_accept_column_is_a_dash_for_a_method_that_drafted_nothing() -> None:
+    """0% would say every draft was rejected; a method with no drafts has no rate."""
+    results = [
+        measure("none", "qa", "q1", 10.0),
+        measure("lookup", "qa", "q1", 10.0),
+        measure("model", "qa", "q1", 12.0, calls=8, drafted=(4,), accepted=(0,)),
+    ]
+    buf = io.StringIO()
+    rep = build_report(
+        {},
+        results,
+        ["none", "lookup", "model"],
+        greedy=True,
+        options=RunOptions(),
+        interrupted=False,
+    )
+    render_report(Console(file=buf, width=150, color_system=None), rep)
+    # The last row of each method is its overall one (category cells show once per section).
+    rows = [[c.strip() for c in line.split("│")] for line in buf.getvalue().splitlines()]
+    accept = {cells[2]: cells[7] for cells in rows if len(cells) > 7 and cells[2] != "method"}
+    assert accept == {"none": "", "lookup": "-", "model": "0%"}
+
+
 def test_bars_grow_with_the_value_and_stay_in_their_width() -> None:
     widths = [len(bar(v, 4.0, 20)) for v in (0.0, 0.5, 1.0, 2.0, 4.0, 9.0)]
     assert widths == sorted(widths) and widths[0] == 0 and widths[-1] == 20
@@ -199,6 +257,25 @@ def test_output_paths_are_checked_before_the_run(tmp_path: Path) -> None:
         OutputFiles(None, "-", None)
 
 
+def test_two_outputs_on_one_file_are_refused(tmp_path: Path) -> None:
+    same = str(tmp_path / "same.out")
+    with pytest.raises(UsageError, match=f"--json and --csv both write {same}: give each its own"):
+        OutputFiles(same, same, None)
+    # The same file under another spelling is the same file.
+    other = str(tmp_path / "sub" / ".." / "same.out")
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(UsageError, match="--csv and --plot both write"):
+        OutputFiles(None, same, other)
+    OutputFiles("-", same, None)  # stdout is no file
+
+
+@pytest.mark.parametrize("name", ["p.gif", "p", "p.png.txt"])
+def test_plot_files_without_a_known_extension_are_refused(tmp_path: Path, name: str) -> None:
+    path = str(tmp_path / name)
+    with pytest.raises(UsageError, match=r"ending in \.png, \.svg or \.pdf"):
+        OutputFiles(None, None, path)
+
+
 def test_plot_needs_matplotlib_and_writes_a_png(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -206,6 +283,12 @@ def test_plot_needs_matplotlib_and_writes_a_png(
     from spec_cli.bench.plot import plot_bytes
 
     assert plot_bytes(report()).startswith(b"\x89PNG\r\n\x1a\n")
+    # The extension picks the format.
+    starts = {"png": b"\x89PNG\r\n\x1a\n", "svg": b"<?xml", "pdf": b"%PDF"}
+    for ext, magic in starts.items():
+        files = OutputFiles(None, None, str(tmp_path / f"chart.{ext.upper()}"))
+        files.finish(report())
+        assert (tmp_path / f"chart.{ext.upper()}").read_bytes().startswith(magic)
     import importlib.util
 
     real = importlib.util.find_spec

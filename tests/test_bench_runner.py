@@ -208,3 +208,25 @@ def test_sampling_runs_share_a_seed_per_input_and_skip_the_agreement_check(
     ]
     assert runs[0].tokens == runs[1].tokens  # same --seed, same input: same sample
     assert result_rows(runs[:1], greedy=False)[0]["matches_baseline"] is None
+
+
+def test_fit_check_counts_every_user_turn_before_any_work(session: Session) -> None:
+    """A conversation whose user turns alone overflow the context is refused up front, even
+    when its first turn fits; the advice names a context that holds the answers too."""
+    from spec_cli.errors import PromptError
+
+    rec = Recording(session)
+    turn = "x" * 199  # 199 bytes: 199 tokens of the byte-level vocabulary
+    long = BenchPrompt("long", "qa", (turn, turn, turn))
+    runner = BenchRunner(rec, (PROMPTS[2], long), settings(("none",)))
+    # BOS + three turns + two empty answers, each message joined by a blank line.
+    with pytest.raises(PromptError) as e:
+        runner.check_fit(512, "mine.jsonl")
+    assert str(e.value) == (
+        "prompt 'long' is 606 tokens over its 3 turns, before any answer, but the context "
+        "holds 512: raise --ctx-size to 654 or remove it from mine.jsonl"
+    )
+    assert rec.generations == 0
+    with pytest.raises(PromptError, match=r"raise --ctx-size to 654$"):
+        runner.check_fit(512)  # a built-in suite: no file to remove it from
+    BenchRunner(rec, (PROMPTS[2], long), settings(("none",))).check_fit(607)  # fits: no error

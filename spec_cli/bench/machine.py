@@ -82,13 +82,14 @@ def backend_id() -> str:
     return "llama.cpp-" + llama_cpp_version()
 
 
-def ceiling(target: Backend, draft: Backend | None) -> dict[str, Any]:
-    """Speedup of a perfect, free drafter at its best draft length under this machine's
-    measured verify cost curve (measured once and cached; a few seconds the first time)."""
+def ceiling(target: Backend, draft: Backend | None, draft_max: int) -> dict[str, Any]:
+    """Speedup of a perfect, free drafter at its best draft length, up to `draft_max`, under
+    this machine's measured verify cost curve (measured once and cached; a few seconds the
+    first time)."""
     from spec_cli.calibration import load_or_measure
 
     cost = load_or_measure(target, draft, backend_id())
-    length, speedup = cost.ceiling()
+    length, speedup = cost.ceiling(draft_max)
     return {
         "speedup": speedup,
         "draft_length": length,

@@ -2,7 +2,8 @@
 
 Files are replaced atomically (temporary file + rename), so a reader, or a run killed
 mid-write, never sees half a file. JSON and CSV are rewritten every few seconds while the
-run goes on, so even a killed run leaves its results so far.
+run goes on, so even a killed run leaves its results so far; the JSON says `"interrupted":
+true` until the final write, so a partial file never looks complete.
 """
 
 from __future__ import annotations
@@ -96,14 +97,22 @@ class OutputFiles:
         plot_path: str | None,
         interval: float = 2.0,
     ) -> None:
+        seen: dict[Path, str] = {}
         for path, option in ((json_path, "--json"), (csv_path, "--csv"), (plot_path, "--plot")):
             if path is not None and path != STDOUT:
                 check_output_path(path, option)
+                resolved = Path(path).expanduser().resolve()
+                if resolved in seen:
+                    raise UsageError(
+                        f"{seen[resolved]} and {option} both write {path}: give each its own file"
+                    )
+                seen[resolved] = option
         if csv_path == STDOUT or plot_path == STDOUT:
             raise UsageError("only --json can write to standard output (-)")
         if plot_path is not None:
-            from spec_cli.bench.plot import check_matplotlib
+            from spec_cli.bench.plot import check_matplotlib, plot_format
 
+            plot_format(plot_path)
             check_matplotlib()
         self.json_path = json_path
         self.csv_path = csv_path
@@ -135,6 +144,6 @@ class OutputFiles:
             sys.stdout.buffer.write(json_bytes(report))
             sys.stdout.flush()
         if self.plot_path:
-            from spec_cli.bench.plot import plot_bytes
+            from spec_cli.bench.plot import plot_bytes, plot_format
 
-            write_file(self.plot_path, plot_bytes(report))
+            write_file(self.plot_path, plot_bytes(report, plot_format(self.plot_path)))

@@ -1,4 +1,5 @@
-"""`--plot FILE.png`: speedup by category and method, and acceptance by draft position.
+"""`--plot FILE` (.png, .svg or .pdf): speedup by category and method, and acceptance by
+draft position.
 
 matplotlib is optional (`pip install 'spec-cli[plot]'`) and imported only here, with the
 Agg backend, so no display is needed and `spec --help` never pays for it.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+from pathlib import Path
 
 from spec_cli.bench.metrics import OVERALL
 from spec_cli.bench.report import Report
@@ -15,6 +17,7 @@ from spec_cli.bench.runner import BASELINE
 from spec_cli.errors import UsageError
 
 MAX_POSITIONS = 16
+FORMATS = ("png", "svg", "pdf")  # chosen by the file's extension
 
 
 def check_matplotlib() -> None:
@@ -25,8 +28,18 @@ def check_matplotlib() -> None:
         )
 
 
-def plot_bytes(report: Report) -> bytes:
-    """A PNG with two panels: grouped speedup bars, and acceptance rate per draft position."""
+def plot_format(path: str) -> str:
+    """The image format `path`'s extension asks for; a UsageError for any other."""
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        names = ", ".join(f".{f}" for f in FORMATS[:-1]) + f" or .{FORMATS[-1]}"
+        raise UsageError(f"--plot {path}: give a file name ending in {names}")
+    return fmt
+
+
+def plot_bytes(report: Report, fmt: str = "png") -> bytes:
+    """An image (`fmt`: one of FORMATS) with two panels: grouped speedup bars, and
+    acceptance rate per draft position."""
     check_matplotlib()
     import matplotlib
 
@@ -80,6 +93,6 @@ def plot_bytes(report: Report) -> bytes:
     machine = report.header.get("machine") or {}
     fig.suptitle(f"spec bench: {machine.get('cpu', '')}", fontsize="medium")
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format=fmt, dpi=110)
     plt.close(fig)
     return buf.getvalue()

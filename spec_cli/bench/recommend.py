@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from spec_cli.bench.metrics import OVERALL, Summary
 from spec_cli.bench.runner import BASELINE
 from spec_cli.engine import DEFAULT_DRAFT_MAX
+from spec_cli.sampling import SamplingParams
 
 # Below this a method is within run-to-run noise of plain decoding on a laptop.
 HELPS_OVERALL = 1.05
@@ -28,19 +30,46 @@ class Recommendation:
     text: str
 
 
-def run_command(method: str, draft_model: str | None, draft_max: int) -> str:
-    """The `spec run` options that reproduce a benchmarked method."""
+@dataclass(frozen=True)
+class RunOptions:
+    """The benchmarked setting, as far as `spec run` needs it to run the same way (the
+    defaults are `spec run`'s own, and are left out of the command)."""
+
+    model: str | None = None
+    draft_model: str | None = None
+    draft_max: int = DEFAULT_DRAFT_MAX
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    raw: bool = False
+    threads: int = 0
+    gpu_layers: int = 0
+    draft_gpu_layers: int = 0
+    ngram_cache: str | None = None
+
+
+def run_command(method: str, options: RunOptions) -> str:
+    """The `spec run` command line that reproduces a benchmarked method."""
+    o, s = options, options.sampling
+    uses_draft = method in ("model", "auto")
+    drafting = method != BASELINE
+    flags: list[tuple[str, object, bool]] = [
+        ("--model", o.model, o.model is not None),
+        ("--draft", o.draft_model, uses_draft and o.draft_model is not None),
+        ("--draft-max", o.draft_max, drafting and o.draft_max != DEFAULT_DRAFT_MAX),
+        ("--ngram-cache", o.ngram_cache, method in ("ngram", "auto") and bool(o.ngram_cache)),
+        ("--temperature", s.temperature, s.temperature != 0.0),
+        ("--top-k", s.top_k, s.top_k != 0),
+        ("--top-p", s.top_p, s.top_p != 1.0),
+        ("--min-p", s.min_p, s.min_p != 0.0),
+        ("--threads", o.threads, o.threads != 0),
+        ("--gpu-layers", o.gpu_layers, o.gpu_layers != 0),
+        ("--draft-gpu-layers", o.draft_gpu_layers, uses_draft and o.draft_gpu_layers != 0),
+    ]
     cmd = f"spec run --drafter {method}"
-    if draft_model and method in ("model", "auto"):
-        cmd += f" --draft {draft_model}"
-    if method != BASELINE and draft_max != DEFAULT_DRAFT_MAX:
-        cmd += f" --draft-max {draft_max}"
-    return cmd
+    cmd += "".join(f" {flag} {shlex.quote(str(value))}" for flag, value, wanted in flags if wanted)
+    return cmd + (" --raw" if o.raw else "")
 
 
-def recommend(
-    summaries: Sequence[Summary], draft_model: str | None, draft_max: int
-) -> Recommendation | None:
+def recommend(summaries: Sequence[Summary], options: RunOptions) -> Recommendation | None:
     """The best speculative method overall if it pays, else a category where one does."""
     overall = {
         s.method: s.speedup
@@ -56,7 +85,7 @@ def recommend(
     ]
     several = len({s.category for s in per_category}) > 1
     if best_speedup >= HELPS_OVERALL:
-        command = run_command(best, draft_model, draft_max)
+        command = run_command(best, options)
         text = f"{best}: "
         mine = [s for s in per_category if s.method == best]
         if several and mine:
@@ -64,13 +93,13 @@ def recommend(
             text += f"{top.speedup:.2f}x on {top.category}, "
         text += f"{best_speedup:.2f}x overall; use `{command}`"
         return Recommendation(best, command, text)
-    command = run_command(BASELINE, None, draft_max)
+    command = run_command(BASELINE, options)
     niche = max(per_category, key=lambda s: s.speedup or 0.0, default=None)
     if several and niche is not None and (niche.speedup or 0.0) >= HELPS_CATEGORY:
         text = (
             f"plain decoding is as fast overall (best: {best} {best_speedup:.2f}x), but "
             f"{niche.method} gives {niche.speedup:.2f}x on {niche.category}: use "
-            f"`{run_command(niche.method, draft_model, draft_max)}` for that kind of input"
+            f"`{run_command(niche.method, options)}` for that kind of input"
         )
         return Recommendation(BASELINE, command, text)
     text = (

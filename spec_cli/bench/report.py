@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spec_cli.bench.metrics import AGGREGATION, Summary, result_rows, summarize
-from spec_cli.bench.recommend import Recommendation, caveats, recommend
+from spec_cli.bench.recommend import Recommendation, RunOptions, caveats, recommend
 from spec_cli.bench.runner import Measurement
 
 
@@ -23,6 +23,7 @@ class Report:
     recommendation: Recommendation | None
     caveats: list[str]
     interrupted: bool
+    error: str | None = None  # why the run stopped early, when it failed
 
     @property
     def ceiling(self) -> dict[str, Any] | None:
@@ -34,6 +35,7 @@ class Report:
         return {
             **self.header,
             "interrupted": self.interrupted,
+            "error": self.error,
             "aggregation": AGGREGATION,
             "recommendation": (
                 {
@@ -55,11 +57,14 @@ def build_report(
     methods: Sequence[str],
     *,
     greedy: bool,
-    draft_model: str | None,
-    draft_max: int,
+    options: RunOptions,
     interrupted: bool,
+    error: str | None = None,
 ) -> Report:
-    """Derive rows, summaries and advice from the measurements gathered so far."""
+    """Derive rows, summaries and advice from the measurements gathered so far.
+
+    A failed run (`error`) is marked interrupted and gets no recommendation: it stopped at a
+    prompt or setting to fix, not where the user chose to stop."""
     rows = result_rows(results, greedy)
     summaries = summarize(results, rows, methods)
     return Report(
@@ -67,7 +72,8 @@ def build_report(
         list(methods),
         rows,
         summaries,
-        recommend(summaries, draft_model, draft_max),
+        None if error else recommend(summaries, options),
         caveats(summaries, rows),
-        interrupted,
+        interrupted or error is not None,
+        error,
     )

@@ -138,16 +138,25 @@ class BenchRunner:
         self.interrupted = False
         self._chat = not settings.raw and session.has_chat_template()
 
-    def check_fit(self, n_ctx: int) -> None:
-        """Fail before a long run, naming the prompt, when a first turn cannot fit the context
-        (later turns grow with the answers and are checked as they come)."""
+    def check_fit(self, n_ctx: int, suite_file: str | None = None) -> None:
+        """Fail before any work, naming the prompt, when its user turns alone (answers left
+        empty) cannot fit the context; answers add to this and are checked as they come.
+        `suite_file` is the suite's path, to say where such a prompt can be removed."""
         for prompt in self.prompts:
-            n = len(self.prompt_tokens([], prompt.turns[0]))
-            if n >= n_ctx:
-                raise PromptError(
-                    f"prompt {prompt.id!r} turn 1 is {n} tokens but the context holds {n_ctx}: "
-                    "raise --ctx-size or drop it with --category"
-                )
+            history = [(text, "") for text in prompt.turns[:-1]]
+            n = len(self.prompt_tokens(history, prompt.turns[-1]))
+            if n < n_ctx:
+                continue
+            turns = len(prompt.turns)
+            what = f"is {n} tokens"
+            if turns > 1:
+                what += f" over its {turns} turns, before any answer,"
+            need = n + turns * self.settings.max_tokens  # room for every answer too
+            remedy = f" or remove it from {suite_file}" if suite_file else ""
+            raise PromptError(
+                f"prompt {prompt.id!r} {what} but the context holds {n_ctx}: "
+                f"raise --ctx-size to {need}{remedy}"
+            )
 
     def run(self) -> list[Measurement]:
         """Warm up, then measure every (prompt, repeat, turn, method)."""

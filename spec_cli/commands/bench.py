@@ -60,7 +60,11 @@ def bench(
     ] = None,
     plot: Annotated[
         str | None,
-        typer.Option("--plot", help="Save a PNG chart to FILE (needs matplotlib).", metavar="FILE"),
+        typer.Option(
+            "--plot",
+            help="Save a chart to FILE, as .png, .svg or .pdf (needs matplotlib).",
+            metavar="FILE",
+        ),
     ] = None,
     model: o.Model = None,
     draft: o.DraftModel = None,
@@ -82,10 +86,11 @@ def bench(
     from spec_cli.bench import machine
     from spec_cli.bench.outputs import OutputFiles
     from spec_cli.bench.plan import header, parse_methods
+    from spec_cli.bench.recommend import RunOptions
     from spec_cli.bench.report import Report, build_report
     from spec_cli.bench.runner import BenchRunner, BenchSettings, total_generations
-    from spec_cli.bench.suites import load_suite
-    from spec_cli.errors import UsageError
+    from spec_cli.bench.suites import BUILTIN, load_suite
+    from spec_cli.errors import SpecError, UsageError
     from spec_cli.render.bench import BenchProgress, render_report
     from spec_cli.sampling import SamplingParams
     from spec_cli.session import ModelOptions, open_session
@@ -117,6 +122,18 @@ def bench(
     out = Console(file=stream, highlight=False, width=None if stream.isatty() else 120)
     if added_baseline:
         err.print("note: added method none, the baseline every speedup is measured against")
+    # What the recommended `spec run` command needs to reproduce the measured setting.
+    run_options = RunOptions(
+        model=model,
+        draft_model=draft,
+        draft_max=draft_max,
+        sampling=sampling,
+        raw=raw,
+        threads=threads,
+        gpu_layers=gpu_layers,
+        draft_gpu_layers=draft_gpu_layers,
+        ngram_cache=ngram_cache,
+    )
     total = total_generations(loaded.prompts, settings)
     opts = ModelOptions(model, draft, ctx_size, threads, gpu_layers, draft_gpu_layers)
     with sigterm_as_interrupt(), open_session(opts) as session:
@@ -128,37 +145,40 @@ def bench(
         if busy:
             err.print(f"note: {busy}")
         runner = BenchRunner(session, loaded.prompts, settings)
-        runner.check_fit(session.target.n_ctx)
+        runner.check_fit(session.target.n_ctx, None if suite in BUILTIN else suite)
         with err.status("measuring this machine's verify costs (cached after the first run)"):
-            ceiling = machine.ceiling(session.target, session.draft)
+            ceiling = machine.ceiling(session.target, session.draft, draft_max)
         facts = header(session, settings, loaded, ceiling)
         with BenchProgress(total, err) as progress:
             runner.on_start = progress.started
 
-            def report() -> Report:
+            def report(interrupted: bool, error: str | None = None) -> Report:
                 return build_report(
                     facts,
                     runner.results,
                     chosen,
                     greedy=sampling.greedy,
-                    draft_model=draft,
-                    draft_max=draft_max,
-                    interrupted=runner.interrupted,
+                    options=run_options,
+                    interrupted=interrupted,
+                    error=error,
                 )
 
             def on_result(_: object) -> None:
                 progress.advance()
                 if files.due():
-                    files.update(report())
+                    # Marked interrupted until the final write: a killed run leaves this.
+                    files.update(report(interrupted=True))
 
             runner.on_result = on_result
             try:
                 runner.run()
-            except BaseException:
+            except Exception as e:
                 if runner.results:
-                    files.update(report())  # keep what finished before the failure
+                    # Keep what finished, marked incomplete and saying why.
+                    reason = str(e) if isinstance(e, SpecError) else f"{type(e).__name__}: {e}"
+                    files.update(report(interrupted=True, error=reason))
                 raise
-        final = report()
+        final = report(runner.interrupted)
         files.finish(final)
         render_report(out, final)
     if runner.interrupted:

@@ -113,7 +113,8 @@ def _cells(s: Summary, category: str, scale: float) -> list[str | Text]:
         Text("" if speedup is None else f"{speedup:.2f}x", style=colour),
         Text(bar(speedup or 0.0, scale), style=colour or "dim"),
         f"{s.mean_accepted_length:.2f}",
-        _pct(s.acceptance_rate) if drafting else "",
+        # A method that drafted nothing has no acceptance rate (0% would read as all rejected).
+        (_pct(s.acceptance_rate) if s.drafted_tokens else "-") if drafting else "",
         _pct(s.draft_seconds / s.decode_seconds if s.decode_seconds else 0.0) if drafting else "",
         _pct(s.verify_seconds / s.decode_seconds if s.decode_seconds else 0.0),
         _pct(s.matches_baseline) if drafting else "",
