@@ -128,6 +128,7 @@ class ChatRepl:
         settings.validate()
         self.session = session
         self.conv = conversation
+        self.failed = 0  # messages and commands that ended in an error
         self.settings = settings
         self.term = terminal
         self.ngram_cache = ngram_cache
@@ -169,6 +170,7 @@ class ChatRepl:
                     message = text[1:] if text.startswith("//") else text
                     self.answer(message.rstrip().lstrip("\n"))
             except SpecError as e:
+                self.failed += 1
                 self.term.error(str(e))
             except KeyboardInterrupt:
                 self.term.note("interrupted")

@@ -42,25 +42,31 @@ class ContextFullError(PromptError):
 class Turn:
     """A prepared exchange: the prompt that asks for the answer to `user`.
 
-    `dropped` counts the oldest exchanges left out to make room (applied on commit);
-    `reused` is how many prompt tokens the target's KV cache already holds.
+    `dropped` counts the oldest exchanges newly left out of the prompt to make room (they
+    stay in the transcript); `reused` is how many prompt tokens the target's KV cache
+    already holds.
     """
 
     user: str
     prompt: list[int]
     text: str  # the rendered conversation that `prompt` encodes, generation prompt included
-    first: int = 0  # index of the first earlier message kept
+    first: int = 0  # index of the first earlier message the prompt holds
     dropped: int = 0
     reused: int = 0
 
 
 class Conversation:
-    """Messages (user/assistant, alternating) plus an optional system prompt."""
+    """Messages (user/assistant, alternating) plus an optional system prompt.
+
+    `messages` is the whole transcript, which /save writes; when the context fills up,
+    the model sees only the messages from `_start` on.
+    """
 
     def __init__(self, session: Session, system: str | None = None) -> None:
         self.session = session
         self.system = system or None
         self.messages: list[Message] = []
+        self._start = 0  # the first message still in the model's prompt
         # The rendered history (no generation prompt) and the exact tokens the model saw
         # for it; empty when unknown (new, reset, loaded or shortened conversations).
         self._text = ""
@@ -82,6 +88,7 @@ class Conversation:
     def reset(self) -> None:
         """Forget every exchange (the system prompt stays)."""
         self.messages.clear()
+        self._start = 0
         self._forget_tokens()
 
     def set_system(self, text: str | None) -> None:
@@ -110,25 +117,40 @@ class Conversation:
         are left out (the turn says how many). Nothing changes until `commit`.
         """
         reserve = self.reserve(max_tokens)
-        first = 0
+        first = self._start
         dropped = 0
         while True:
             messages = [*self.messages[first:], {"role": "user", "content": user}]
             text = self.session.chat_text(self._with_system(messages))
-            prompt = self._encode(text) if first == 0 else self.session.chat_tokens(text)
+            fresh = first == self._start  # the history the model saw, plus the message
+            prompt = self._encode(text) if fresh else self.session.chat_tokens(text)
             if len(prompt) + reserve <= self.n_ctx:
                 break
             if first >= len(self.messages):
                 if len(prompt) < self.n_ctx:
                     break  # room for a shorter answer than asked; the engine stops at the end
-                raise ContextFullError(
-                    f"the message is {len(prompt)} tokens with the template but the context "
-                    f"holds {self.n_ctx}: shorten it or raise --ctx-size"
-                )
+                raise ContextFullError(self._too_long(user, len(prompt)))
             first = self._next_exchange(first)
             dropped += 1
         reused = common_prefix(self.session.target.cached, prompt[:-1])
         return Turn(user, prompt, text, first, dropped, reused)
+
+    def _too_long(self, user: str, tokens: int) -> str:
+        """Why a message alone does not fit: itself, or the system prompt before it."""
+        if self.system:
+            alone = self.session.chat_tokens(
+                self.session.chat_text([{"role": "user", "content": user}])
+            )
+            if len(alone) < self.n_ctx:
+                return (
+                    f"the system prompt leaves no room: with it the message is {tokens} "
+                    f"tokens but the context holds {self.n_ctx}: shorten the system prompt "
+                    "(/system) or raise --ctx-size"
+                )
+        return (
+            f"the message is {tokens} tokens with the template but the context "
+            f"holds {self.n_ctx}: shorten it or raise --ctx-size"
+        )
 
     def _next_exchange(self, first: int) -> int:
         """Index of the user message that starts the exchange after the one at `first`."""
@@ -151,12 +173,11 @@ class Conversation:
 
     def commit(self, turn: Turn, answer: str, generated: Sequence[int]) -> None:
         """Record the exchange; the token history ends with the template's end of turn."""
-        if turn.first:
-            del self.messages[: turn.first]
+        self._start = turn.first
         self.messages.append({"role": "user", "content": turn.user})
         self.messages.append({"role": "assistant", "content": answer})
         after = self.session.chat_text(
-            self._with_system(self.messages), add_generation_prompt=False
+            self._with_system(self.messages[self._start :]), add_generation_prompt=False
         )
         head = turn.text + answer
         if after.startswith(head):
@@ -206,6 +227,7 @@ class Conversation:
         system, messages = parse_document(doc, str(source))
         self.system = system
         self.messages = messages
+        self._start = 0
         self._forget_tokens()
         return source
 

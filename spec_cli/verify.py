@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from spec_cli.sampling import sample
+from spec_cli.sampling import sample, sample_race
 
 Probs = npt.NDArray[np.float64]
 
@@ -83,7 +83,7 @@ def verify_matching(
     if len(p_rows) != len(draft) + 1 or len(rngs) != len(p_rows):
         raise ValueError("need one p row and one generator per draft token plus one")
     for i, x in enumerate(draft):
-        y = sample(p_rows[i], rngs[i])
+        y = sample_race(p_rows[i], rngs[i])
         if y != x:
             return i, y
-    return len(draft), sample(p_rows[len(draft)], rngs[len(draft)])
+    return len(draft), sample_race(p_rows[len(draft)], rngs[len(draft)])

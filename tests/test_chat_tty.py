@@ -151,6 +151,39 @@ def test_piped_chat_keeps_answers_on_stdout_and_the_rest_on_stderr(tmp_path: Pat
     assert doc["messages"][1]["content"] == done.stdout.strip()
 
 
+@pytest.mark.real
+def test_piped_chat_goes_on_after_a_failing_line_and_exits_1_at_the_end(tmp_path: Path) -> None:
+    """A line that is not text, or a bad command, is reported and skipped; the script
+    still learns from the exit code that something failed."""
+    done = subprocess.run(
+        [*SPEC, "chat", "-n", "4", "--drafter", "none"],
+        input=b"bad \xff bytes\n/temperature hot\nSay hi.\n",
+        capture_output=True,
+        env=chat_env(tmp_path),
+        timeout=TIMEOUT,
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert "not valid UTF-8" in err and "Traceback" not in err
+    assert done.stdout.strip()  # the third line was answered
+    assert err.strip().splitlines()[-1] == (
+        "spec: error: 2 of the piped messages and commands failed"
+    )
+
+
+def test_no_color_turns_off_automatic_colours(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spec_cli.render.chat import _wants_color
+
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+
+    assert _wants_color("auto", Tty())  # type: ignore[arg-type]
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not _wants_color("auto", Tty())  # type: ignore[arg-type]
+    assert _wants_color("always", Tty())  # type: ignore[arg-type]
+
+
 def test_model_without_a_chat_template_is_refused_in_one_line(
     tmp_path: Path, tiny_model: str
 ) -> None:

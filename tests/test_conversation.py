@@ -181,17 +181,42 @@ def test_full_context_drops_the_oldest_exchanges_and_says_how_many() -> None:
     assert len(turn.prompt) + conv.reserve(4) <= conv.n_ctx
     assert conv.exchanges == 4  # nothing changes until the exchange is committed
     conv.commit(turn, "c", [10])
-    assert conv.exchanges == 3
-    assert conv.messages[0] == {"role": "user", "content": "a b"}
     backend = conv.session.target
     assert isinstance(backend, ChatBackend)
     assert backend.text(turn.prompt).startswith("S:c<end>\nU:a b<end>\n")
+    # The model no longer sees the two oldest exchanges, but the transcript keeps them.
+    assert conv.exchanges == 5
+    assert conv.messages[-2:] == [
+        {"role": "user", "content": "b a"},
+        {"role": "assistant", "content": "c"},
+    ]
+    nxt = conv.prepare("a", 4)
+    assert nxt.first >= 4 and backend.text(nxt.prompt).startswith("S:c<end>\nU:a b<end>\n")
+
+
+def test_saving_after_the_context_filled_keeps_every_exchange(tmp_path: Path) -> None:
+    """Exchanges left out of the prompt are the user's: /save writes them all, so saving
+    over the file a long conversation was loaded from loses nothing."""
+    conv = make(n_ctx=40)
+    for i in range(6):
+        answer(conv, "ab" if i % 2 else "ba")
+    assert conv.exchanges == 6
+    path = conv.save(tmp_path / "chat.json")
+    again = make(n_ctx=40)
+    again.load(path)
+    assert again.messages == conv.messages and len(again.messages) == 12
 
 
 def test_message_longer_than_the_context_is_refused_with_advice() -> None:
     conv = make(n_ctx=16)
     with pytest.raises(ContextFullError, match="--ctx-size"):
         conv.prepare("ab " * 20, 4)
+
+
+def test_a_system_prompt_that_fills_the_context_is_named_as_the_cause() -> None:
+    conv = make(n_ctx=24, system="ab " * 10)
+    with pytest.raises(ContextFullError, match="the system prompt leaves no room"):
+        conv.prepare("a", 4)
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:

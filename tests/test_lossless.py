@@ -34,7 +34,7 @@ from spec_cli.drafters.prompt_lookup import PromptLookupDrafter
 from spec_cli.engine import GenerationConfig, generate
 from spec_cli.events import Event, FinishEvent, Origin, TokenEvent
 from spec_cli.result import consume
-from spec_cli.sampling import SamplingParams, probabilities, sample
+from spec_cli.sampling import SamplingParams, probabilities, sample, sample_race
 from spec_cli.textstream import stream_text
 
 Probs = npt.NDArray[np.float64]
@@ -55,7 +55,7 @@ def seeded_reference(
     out: list[int] = []
     while len(out) < n:
         p = probabilities(target.logits_for(context), sampling)
-        tok = sample(p, np.random.default_rng((seed, len(context))))
+        tok = sample_race(p, np.random.default_rng((seed, len(context))))
         if target.is_eog(tok):
             break
         out.append(tok)
@@ -108,7 +108,7 @@ class ChaosDrafter:
         if self.seed is None or self.sampling.greedy:
             return int(np.argmax(logits))
         rng = np.random.default_rng((self.seed, len(context)))
-        return sample(probabilities(logits, self.sampling), rng)
+        return sample_race(probabilities(logits, self.sampling), rng)
 
     def draft(
         self,

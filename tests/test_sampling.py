@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from spec_cli.sampling import SamplingParams, choose, probabilities, sample
+from spec_cli.sampling import SamplingParams, choose, probabilities, sample, sample_race
+
+Draw = Callable[[np.ndarray, np.random.Generator], int]
 
 # Logits whose softmax at temperature 1 is exactly [0.5, 0.3, 0.2].
 LOG3 = np.log(np.array([0.5, 0.3, 0.2]))
@@ -153,21 +157,45 @@ def test_same_seed_same_samples() -> None:
     assert len(set(seq1)) == 4  # it does vary within a stream
 
 
-def test_sample_never_draws_zero_probability_tokens() -> None:
+@pytest.mark.parametrize("draw", [sample, sample_race])
+def test_sample_never_draws_zero_probability_tokens(draw: Draw) -> None:
     rng = np.random.default_rng(0)
     p = np.array([0.0, 0.5, 0.0, 0.5, 0.0])
-    draws = {sample(p, rng) for _ in range(2000)}
+    draws = {draw(p, rng) for _ in range(2000)}
     assert draws == {1, 3}
 
 
-def test_sample_follows_the_distribution() -> None:
+@pytest.mark.parametrize("draw", [sample, sample_race])
+def test_sample_follows_the_distribution(draw: Draw) -> None:
     """Chi-square goodness of fit, 20,000 draws; with this fixed seed the result is
     deterministic, and a correct sampler fails it with probability 1e-4 over seeds."""
-    p = np.array([0.05, 0.15, 0.3, 0.5])
+    p = np.array([0.05, 0.15, 0.3, 0.5, 0.0])
     rng = np.random.default_rng(2024)
     n = 20_000
-    counts = np.bincount([sample(p, rng) for _ in range(n)], minlength=4)
-    assert chisquare(counts, p * n).pvalue > 1e-4
+    counts = np.bincount([draw(p, rng) for _ in range(n)], minlength=5)
+    assert counts[4] == 0
+    assert chisquare(counts[:4], p[:4] * n).pvalue > 1e-4
+
+
+def test_seeded_draws_barely_move_with_float_noise_in_the_logits() -> None:
+    """Batched and single-token logits differ by ~0.01 on F32: a seeded draw must not
+    depend on it, or a seeded run's text would depend on how its calls were batched. A
+    few likely tokens and a long tail, as at a temperature near 1 without top-k."""
+    g = np.random.default_rng(1)
+    logits = g.normal(size=5000)
+    logits[[3, 10, 40]] += [6.0, 5.5, 5.0]
+    noisy = logits + g.normal(scale=0.01, size=5000)
+    p, q = softmax(logits), softmax(noisy)
+
+    def moved(draw: Draw) -> float:
+        seeds = range(2000)
+        return float(np.mean([draw(p, rng(s)) != draw(q, rng(s)) for s in seeds]))
+
+    def rng(s: int) -> np.random.Generator:
+        return np.random.default_rng(s)
+
+    assert moved(sample_race) < 0.02
+    assert moved(sample) > 0.2  # the cumulative walk: why seeded runs race instead
 
 
 def test_choose_greedy_is_argmax_and_does_not_touch_the_rng() -> None:

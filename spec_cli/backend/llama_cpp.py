@@ -168,7 +168,12 @@ class LlamaCppBackend:
         return self._cached
 
     def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
-        data = text.encode("utf-8")
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:
+            # Undecodable input bytes reach Python as lone surrogates (from a terminal,
+            # argv or a JSON "\ud800"); they are not text, and have no tokens.
+            raise PromptError("the text is not valid UTF-8: convert it to UTF-8") from None
         cap = len(data) + 8
         buf = (lc.llama_token * cap)()
         n = lc.llama_tokenize(self._vocab, data, len(data), buf, cap, add_bos, special)

@@ -41,7 +41,7 @@ def chat(
     """
     from spec_cli.chat_repl import COMMANDS, ChatRepl, ChatSettings
     from spec_cli.conversation import Conversation
-    from spec_cli.errors import UsageError
+    from spec_cli.errors import SpecError, UsageError
     from spec_cli.render.chat import ChatTerminal
     from spec_cli.session import ModelOptions, open_session
 
@@ -90,3 +90,6 @@ def chat(
             repl.run()
         finally:
             repl.close()
+        if repl.failed and not terminal.interactive:
+            # Each error was shown as it happened; a script must also see that some failed.
+            raise SpecError(f"{repl.failed} of the piped messages and commands failed")

@@ -9,7 +9,13 @@ import numpy as np
 
 from spec_cli.backend.base import Backend, sync_cache
 from spec_cli.drafters.base import Draft
-from spec_cli.sampling import SamplingParams, position_rng, probabilities, sample
+from spec_cli.sampling import (
+    SamplingParams,
+    position_rng,
+    probabilities,
+    sample,
+    sample_race,
+)
 
 
 def top_probability(logits: np.ndarray) -> tuple[int, float]:
@@ -87,7 +93,10 @@ class ModelDrafter:
                 q = probabilities(row, sampling)
                 # In a seeded run, draw as the target will at this position (see verify).
                 pos = len(context) + i
-                tok = sample(q, rng if sampling.seed is None else position_rng(sampling.seed, pos))
+                if sampling.seed is None:
+                    tok = sample(q, rng)
+                else:
+                    tok = sample_race(q, position_rng(sampling.seed, pos))
                 conf = SAMPLED_PRIOR
             end = self.backend.is_eog(tok)
             if end and q is None:

@@ -8,6 +8,7 @@ with persistent history; from a pipe, messages are read line by line.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -280,6 +281,9 @@ def session_report(
 
 
 def _wants_color(choice: str, stream: TextIO) -> bool:
+    # NO_COLOR (no-color.org) turns off the automatic choice; --color always still wins.
+    if choice == "auto" and os.environ.get("NO_COLOR"):
+        return False
     return choice == "always" or (choice == "auto" and stream.isatty())
 
 
