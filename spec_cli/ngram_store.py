@@ -42,11 +42,17 @@ def write_counts(path: Path, counts: NgramCounts, vocab: str, limit: int | None 
     return write_atomic(path, buf.getvalue())
 
 
+def check_static(path: str) -> None:
+    """Refuse a missing --ngram-cache file before any model loads (a drafter that would
+    read it may only be chosen later, or never)."""
+    if not Path(path).is_file():
+        raise SpecError(f"n-gram cache not found: {path}")
+
+
 def load_static(path: str, vocab: str) -> NgramCounts:
     """A corpus cache from `spec ngram build`; refused when built for another vocabulary."""
+    check_static(path)
     p = Path(path)
-    if not p.is_file():
-        raise SpecError(f"n-gram cache not found: {path}")
     loaded = read_counts(p)
     if loaded is None:
         raise SpecError(

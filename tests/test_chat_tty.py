@@ -103,8 +103,19 @@ def test_chat_answers_with_a_footer_and_handles_commands(tmp_path: Path) -> None
     assert messages[1]["role"] == "assistant" and messages[1]["content"]
     assert messages[2] == {"role": "user", "content": "first pasted line\nsecond pasted line"}
     assert doc["settings"]["temperature"] == 0.5
-    history = (tmp_path / "data" / "spec" / "chat_history").read_text()
+    history_file = tmp_path / "data" / "spec" / "chat_history"
+    history = history_file.read_text()
     assert "Say hi" in history and "/stats" in history  # persists for the next session
+    assert history_file.stat().st_mode & 0o777 == 0o600  # what was typed stays private
+
+
+def test_the_history_file_can_be_moved_or_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spec_cli.render.chat import history_path
+
+    monkeypatch.setenv("SPEC_HISTORY_FILE", "~/elsewhere/hist")
+    assert history_path() == Path("~/elsewhere/hist").expanduser()
+    monkeypatch.setenv("SPEC_HISTORY_FILE", "")
+    assert history_path() is None
 
 
 @pytest.mark.real

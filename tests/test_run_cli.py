@@ -213,6 +213,7 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         ("prompt-too-long", "--ctx-size"),
         ("incompatible-draft", "cannot draft"),
         ("system-without-template", "--system"),
+        ("missing-ngram-cache", "n-gram cache not found"),
     ],
 )
 def test_user_errors_are_one_line(
@@ -233,6 +234,10 @@ def test_user_errors_are_one_line(
         "prompt-too-long": base(bad_files["long"], tiny_model, "--ctx-size", "256"),
         "incompatible-draft": base(prompt_file, tiny_model, "--draft", tiny_other_vocab),
         "system-without-template": base(prompt_file, tiny_model, "--raw", "--system", "Be brief."),
+        # Refused even when the drafter chosen would never read it.
+        "missing-ngram-cache": base(
+            prompt_file, tiny_model, "--drafter", "none", "--ngram-cache", bad_files["missing"]
+        ),
     }[case]
     proc = spec(env, *args)
     err = proc.stderr.decode()

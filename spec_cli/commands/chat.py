@@ -47,6 +47,10 @@ def chat(
 
     if color not in ("auto", "always", "never"):
         raise UsageError(f"--color must be auto, always or never, not {color!r}")
+    if ngram_cache is not None:
+        from spec_cli.ngram_store import check_static
+
+        check_static(ngram_cache)
     settings = ChatSettings(drafter, draft_max, max_tokens, temperature, top_k, top_p, min_p, seed)
     settings.validate()
     terminal = ChatTerminal(color, commands=COMMANDS)

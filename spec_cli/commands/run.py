@@ -66,6 +66,10 @@ def run(
         raise UsageError(str(e)) from None
     if raw and system is not None:
         raise UsageError("--system needs the chat template, which --raw skips: drop one of them")
+    if ngram_cache is not None:
+        from spec_cli.ngram_store import check_static
+
+        check_static(ngram_cache)
     text = read_prompt(prompt_file)
     auto_draft = drafter in ("auto", "model")  # only these use a draft model
     opts = ModelOptions(model, draft, ctx_size, threads, gpu_layers, draft_gpu_layers, auto_draft)

@@ -27,8 +27,12 @@ CONTINUATION = "... "
 HISTORY_FILE = "chat_history"
 
 
-def history_path() -> Path:
-    """Where input history persists between sessions (the user data dir)."""
+def history_path() -> Path | None:
+    """Where input history persists between sessions: the user data dir, or
+    SPEC_HISTORY_FILE (set but empty: nowhere, history lives only in memory)."""
+    override = os.environ.get("SPEC_HISTORY_FILE")
+    if override is not None:
+        return Path(override).expanduser() if override else None
     import platformdirs
 
     return platformdirs.user_data_path("spec", appauthor=False) / HISTORY_FILE
@@ -107,14 +111,16 @@ class ChatTerminal:
             else:
                 event.app.exit(exception=KeyboardInterrupt())
 
-        history: History
-        try:
-            path = history_path()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            history = FileHistory(str(path))
-        except OSError as e:
-            self.note(f"input history is not saved ({e.strerror})")
-            history = InMemoryHistory()
+        history: History = InMemoryHistory()
+        path = history_path()
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # What was typed can be private: readable by its owner only.
+                os.close(os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))
+                history = FileHistory(str(path))
+            except OSError as e:
+                self.note(f"input history is not saved ({e.strerror})")
         completer = WordCompleter(
             [f"/{c}" for c in self._commands], sentence=True, match_middle=False
         )
