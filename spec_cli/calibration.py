@@ -58,6 +58,7 @@ def load_or_measure(
     backend_id: str,
     refresh: bool = False,
     on_measure: Callable[[], None] | None = None,
+    on_unsaved: Callable[[Path], None] | None = None,
 ) -> CostModel:
     """The cached cost model for these settings, measuring (a few seconds) when missing,
     corrupt, older than two weeks or when `refresh` is set."""
@@ -72,7 +73,7 @@ def load_or_measure(
             if on_measure is not None:
                 on_measure()
             model = calibrate(target, draft)
-            write_json(
+            saved = write_json(
                 path,
                 {
                     "verify": list(model.verify),
@@ -83,4 +84,6 @@ def load_or_measure(
                     "draft": draft.path if draft is not None else None,
                 },
             )
+            if not saved and on_unsaved is not None:
+                on_unsaved(path.parent)
     return model

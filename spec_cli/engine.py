@@ -48,8 +48,9 @@ def check_fits(target: Backend, prompt: Sequence[int]) -> None:
         raise PromptError("the prompt is empty: give some text to continue")
     if len(prompt) >= target.n_ctx:
         raise PromptError(
-            f"the prompt is {len(prompt)} tokens but the context holds {target.n_ctx}: "
-            "shorten the prompt or raise --ctx-size"
+            f"the prompt is {len(prompt)} tokens but the context holds {target.n_ctx}, "
+            "with room needed for at least one new token: shorten the prompt or raise "
+            "--ctx-size"
         )
 
 

@@ -83,7 +83,7 @@ class Session:
 
             model = (
                 ModelDrafter(self.draft, vocab_limit=self.target.n_vocab)
-                if self.draft is not None
+                if self.draft is not None and self._draft_can_pay()
                 else None
             )
             cheap = [PromptLookupDrafter(), self._ngram_drafter(ngram_cache)]
@@ -101,6 +101,18 @@ class Session:
                 is_end=self.target.is_eog,
             )
         raise UsageError(f"unknown drafter {name!r}: choose one of {', '.join(DRAFTERS)}")
+
+    def _draft_can_pay(self) -> bool:
+        """Whether a draft-model token costs less than a target call here: if not, no
+        draft of any length saves time, and `auto` leaves the model out (with a note)."""
+        cost = self.cost_model().draft_token
+        if cost < 1.0:
+            return True
+        hub.note(
+            f"the draft model costs {cost:.2f} target calls per token on this machine, so "
+            "drafting with it cannot save time: auto uses prompt lookup and n-grams only"
+        )
+        return False
 
     def _ngram_drafter(self, ngram_cache: str | None) -> Drafter:
         from spec_cli.drafters.ngram import NgramDrafter
@@ -123,6 +135,10 @@ class Session:
                 backend_id,
                 on_measure=lambda: hub.note(
                     "measuring this machine's verify costs once for this model (a few seconds)"
+                ),
+                on_unsaved=lambda where: hub.note(
+                    f"could not save the measurement in {where}, so every run measures "
+                    "again: make it writable or set SPEC_CACHE_DIR to a writable directory"
                 ),
             )
         return self._costs

@@ -15,6 +15,7 @@ from tiny_gguf import BOS, EOS
 
 from spec_cli.backend.base import sync_cache
 from spec_cli.backend.llama_cpp import LlamaCppBackend, LoadOptions, check_gguf
+from spec_cli.costs import MAX_BATCH
 from spec_cli.engine import GenerationConfig, generate
 from spec_cli.errors import IncompatibleDraftError, ModelError, PromptError, UsageError
 from spec_cli.events import TokenEvent
@@ -299,12 +300,15 @@ def test_a_context_llama_cpp_cannot_create_is_a_model_error_and_frees_once(
     gc.collect()  # a second free of the model here would crash the test process
 
 
-def test_the_batch_is_what_llama_cpp_allows_for_a_small_context(tiny_model: str) -> None:
+def test_a_small_context_still_holds_a_full_verify_batch(tiny_model: str) -> None:
+    """llama.cpp limits a call to the context asked for (and rounds the context up to
+    256 anyway): a tiny --ctx-size must not shrink calls below one full draft, which the
+    cost calibration also times."""
     b = LlamaCppBackend(tiny_model, LoadOptions(n_ctx=16, n_threads=THREADS))
     try:
-        assert b.n_ctx >= 16 and 1 <= b.n_batch <= 16
-        tokens = b.tokenize("hello hello hello hello hello hello", add_bos=True)
-        assert b.eval(tokens[: b.n_batch], b.n_batch).shape == (b.n_batch, b.n_vocab)
+        assert b.n_ctx >= 16 and b.n_batch >= MAX_BATCH
+        tokens = (b.tokenize("hello hello hello hello hello hello", add_bos=True) * 64)[:MAX_BATCH]
+        assert b.eval(tokens, MAX_BATCH).shape == (MAX_BATCH, b.n_vocab)
     finally:
         b.close()
 

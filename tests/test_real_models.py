@@ -76,3 +76,20 @@ def test_speculative_greedy_output_is_token_identical(
     # The drafter really contributed: drafts were accepted, so fewer target calls.
     assert stats.accepted_tokens > 0
     assert stats.target_calls < len(plain.tokens)
+
+
+def test_auto_leaves_out_a_draft_model_slower_than_the_target(
+    default_model: str, default_model_f32: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The F32 copy drafting for the Q4_1 model costs over two target calls a token: no
+    draft length can pay, so `auto` must not spend its warm-up on it."""
+    from spec_cli.costs import CostModel
+    from spec_cli.drafters.auto import AutoDrafter
+
+    opts = ModelOptions(default_model, default_model_f32, ctx_size=512, threads=THREADS)
+    with open_session(opts) as slow:
+        slow._costs = CostModel((1.0, 1.9, 2.4), draft_token=2.2)  # as measured here
+        drafter = slow.make_drafter("auto")
+        assert isinstance(drafter, AutoDrafter) and drafter.model is None
+        drafter.close()
+    assert "cannot save time" in capsys.readouterr().err

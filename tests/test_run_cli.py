@@ -128,8 +128,12 @@ def test_speculative_runs_print_the_plain_text(
     assert proc.returncode == 0, proc.stderr.decode()
     data = json.loads(proc.stdout)
     assert data["text"] == plain_stdout
-    assert data["draft_model"] == tiny_draft
     assert data["drafter"] == drafter
+    if drafter == "prompt-lookup":  # it has no use for a draft model: not even loaded
+        assert data["draft_model"] is None
+        assert "--draft is not used by --drafter prompt-lookup" in proc.stderr.decode()
+    else:
+        assert data["draft_model"] == tiny_draft
     if drafter == "model":
         assert data["stats"]["accepted_tokens"] > 0
         assert data["stats"]["target_calls"] < 24
@@ -305,3 +309,15 @@ def test_a_small_context_drafts_within_its_batch(
     drafted = spec(env, *base(prompt_file, tiny_model, *small, "--drafter", "prompt-lookup"))
     assert plain.returncode == 0 and drafted.returncode == 0, drafted.stderr.decode()
     assert drafted.stdout == plain.stdout
+
+
+def test_a_cache_that_cannot_be_written_is_reported(
+    env: dict[str, str], prompt_file: str, tiny_model: str, tmp_path: Path
+) -> None:
+    """Otherwise every run would silently pay for measuring the machine again."""
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("", encoding="utf-8")
+    proc = spec({**env, "SPEC_CACHE_DIR": str(blocked)}, *base(prompt_file, tiny_model))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "could not save the measurement" in proc.stderr.decode()
+    assert "SPEC_CACHE_DIR" in proc.stderr.decode()

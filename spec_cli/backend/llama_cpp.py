@@ -66,6 +66,9 @@ def physical_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+MIN_CONTEXT = 64  # >= the largest verify batch (costs.MAX_BATCH)
+
+
 @dataclass(frozen=True)
 class LoadOptions:
     """How to load a model: context size, threads and layers offloaded to the GPU."""
@@ -140,7 +143,10 @@ class LlamaCppBackend:
         n_ctx_train = int(lc.llama_model_n_ctx_train(self._model))
         n_ctx = options.n_ctx if options.n_ctx > 0 else n_ctx_train
         cparams = lc.llama_context_default_params()
-        cparams.n_ctx = n_ctx
+        # llama.cpp limits a call to the context asked for, and rounds the context itself
+        # up to 256: asking for at least MIN_CONTEXT costs nothing and lets one call hold
+        # a full draft (and the cost calibration's largest batch).
+        cparams.n_ctx = max(n_ctx, MIN_CONTEXT)
         # llama.cpp limits the batch to the context asked for (and may round the context
         # up): the batch it allows is read back, and the engine keeps drafts within it.
         cparams.n_batch = options.n_batch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -51,7 +52,13 @@ def build(
             counts.add_sequence(tokens)
             n_tokens += len(tokens)
         if not write_counts(output, counts, tokenizer.vocab_id(), limit):
-            raise SpecError(f"cannot write {output}: check the directory exists and is writable")
+            raise SpecError(
+                f"cannot write {output}: check the directory exists, is writable and has space"
+            )
+        # Written privately (atomic temp file); a corpus cache is a file to share.
+        umask = os.umask(0)
+        os.umask(umask)
+        output.chmod(0o666 & ~umask)
     finally:
         tokenizer.close()
     sys.stderr.write(

@@ -72,6 +72,11 @@ def run(
         check_static(ngram_cache)
     text = read_prompt(prompt_file)
     auto_draft = drafter in ("auto", "model")  # only these use a draft model
+    if draft is not None and not auto_draft:
+        from spec_cli import hub
+
+        hub.note(f"--draft is not used by --drafter {drafter}: not loading it")
+        draft = None
     opts = ModelOptions(model, draft, ctx_size, threads, gpu_layers, draft_gpu_layers, auto_draft)
     with sigterm_as_interrupt(), open_session(opts) as session:
         if system is not None and not session.has_chat_template():
