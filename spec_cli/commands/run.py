@@ -27,7 +27,8 @@ def run(
     seed: o.Seed = None,
     raw: Annotated[bool, typer.Option("--raw", help="Skip the chat template.")] = False,
     system: Annotated[
-        str | None, typer.Option("--system", help="System prompt (chat template only).")
+        str | None,
+        typer.Option("--system", "-s", help="System prompt (chat template only)."),
     ] = None,
     stop: Annotated[
         list[str] | None, typer.Option("--stop", help="Stop at this text (repeatable).")
