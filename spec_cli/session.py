@@ -16,7 +16,7 @@ from spec_cli.compat import incompatibility
 from spec_cli.costs import CostModel
 from spec_cli.drafters.base import Drafter, NoDrafter
 from spec_cli.engine import GenerationConfig, generate
-from spec_cli.errors import IncompatibleDraftError, ModelError, UsageError
+from spec_cli.errors import IncompatibleDraftError, ModelError, PromptError, UsageError
 from spec_cli.events import Event
 from spec_cli.stats import GenerationStats
 from spec_cli.textstream import stream_text
@@ -179,6 +179,16 @@ class Session:
         eos = self.target.token_text(specials["eos"]) if specials["eos"] >= 0 else ""
         return bos, eos
 
+    def refuse_oversized(self, text: str) -> None:
+        """Refuse text no context of this size can hold whatever its tokens, before the
+        tokenizer spends seconds a megabyte on it (uninterruptibly: native code)."""
+        size = len(text.encode("utf-8", errors="surrogatepass"))
+        if size > self.target.n_ctx * MAX_BYTES_PER_TOKEN:
+            raise PromptError(
+                f"the prompt is {size:,} bytes, far more than a context of "
+                f"{self.target.n_ctx} tokens holds: shorten it or raise --ctx-size"
+            )
+
     def raw_prompt(self, text: str) -> list[int]:
         return self.target.tokenize(text, add_bos=self.target.add_bos, special=True)
 
@@ -208,6 +218,11 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# More bytes than any vocabulary's longest token: text longer than this per context
+# token cannot fit.
+MAX_BYTES_PER_TOKEN = 1024
 
 
 def _learning() -> bool:

@@ -198,6 +198,8 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "empty": (d / "empty.txt", b"   \n\n"),
         "latin1": (d / "latin1.txt", "café crème".encode("latin-1")),
         "long": (d / "long.txt", ("lorem ipsum dolor sit amet " * 40).encode()),
+        # More bytes than 256 tokens of any vocabulary could hold: refused untokenized.
+        "huge": (d / "huge.txt", b"x" * (256 * 1024 + 1)),
     }
     for path, data in files.values():
         path.write_bytes(data)
@@ -218,6 +220,7 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         ("incompatible-draft", "cannot draft"),
         ("system-without-template", "--system"),
         ("missing-ngram-cache", "n-gram cache not found"),
+        ("huge-prompt", "bytes, far more than a context of 256 tokens holds"),
     ],
 )
 def test_user_errors_are_one_line(
@@ -238,6 +241,7 @@ def test_user_errors_are_one_line(
         "prompt-too-long": base(bad_files["long"], tiny_model, "--ctx-size", "256"),
         "incompatible-draft": base(prompt_file, tiny_model, "--draft", tiny_other_vocab),
         "system-without-template": base(prompt_file, tiny_model, "--raw", "--system", "Be brief."),
+        "huge-prompt": base(bad_files["huge"], tiny_model, "--ctx-size", "256"),
         # Refused even when the drafter chosen would never read it.
         "missing-ngram-cache": base(
             prompt_file, tiny_model, "--drafter", "none", "--ngram-cache", bad_files["missing"]

@@ -84,6 +84,7 @@ def run(
             raise UsageError(
                 f"{session.model_path} has no chat template, so it takes no --system prompt"
             )
+        session.refuse_oversized(text)
         if raw or not session.has_chat_template():
             prompt = session.raw_prompt(text)
         else:
