@@ -51,14 +51,15 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null, so Python's final flush cannot fail again on it."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def _quiet_broken_pipe() -> None:
-    # The reader went away (`spec run p | head`): stop quietly, and keep Python's final
-    # flush from raising again on the dead stdout.
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
+    # The reader went away (`spec run p | head`): stop quietly.
+    _detach_stdout()
     sys.exit(0)
 
 
@@ -123,6 +124,5 @@ def _flush_stdout() -> None:
     except BrokenPipeError:
         _quiet_broken_pipe()
     except OSError as e:
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        _fail(f"could not write the output: {e.strerror or e}", 1)
+        _detach_stdout()
+        _fail(_os_error_line(e), 1)

@@ -145,10 +145,9 @@ class LlamaCppBackend:
         cparams = lc.llama_context_default_params()
         # llama.cpp limits a call to the context asked for, and rounds the context itself
         # up to 256: asking for at least MIN_CONTEXT costs nothing and lets one call hold
-        # a full draft (and the cost calibration's largest batch).
+        # a full draft (and the cost calibration's largest batch). The batch it allows is
+        # read back below, and the engine keeps drafts within it.
         cparams.n_ctx = max(n_ctx, MIN_CONTEXT)
-        # llama.cpp limits the batch to the context asked for (and may round the context
-        # up): the batch it allows is read back, and the engine keeps drafts within it.
         cparams.n_batch = options.n_batch
         cparams.n_ubatch = options.n_batch
         cparams.n_seq_max = 1

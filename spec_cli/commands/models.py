@@ -57,7 +57,7 @@ def list_models(
     rows: list[dict[str, Any]] = []
     for preset in cat:
         state, path = hub.status(preset)
-        if downloaded and not (path and os.path.isfile(path)):
+        if downloaded and (not path or state == "missing"):
             continue
         rows.append(
             {
