@@ -13,7 +13,7 @@ from spec_cli.cachefiles import cache_dir, locked, read_json, write_json
 from spec_cli.costs import MAX_BATCH, CostModel, calibrate
 
 MAX_AGE_SECONDS = 14 * 24 * 3600
-_VERSION = 2  # bumped when the measuring procedure changes
+_VERSION = 3  # bumped when the measuring procedure changes
 
 
 def _file_key(path: str) -> str:
@@ -47,7 +47,12 @@ def _from_json(data: Any) -> CostModel | None:
         verify = tuple(float(v) for v in data["verify"])
         if len(verify) != MAX_BATCH or verify[0] <= 0:
             return None
-        return CostModel(verify, float(data["draft_token"]), float(data["target_seconds"]))
+        return CostModel(
+            verify,
+            float(data["draft_token"]),
+            float(data["target_seconds"]),
+            float(data["draft_batch_token"]),
+        )
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -78,6 +83,7 @@ def load_or_measure(
                 {
                     "verify": list(model.verify),
                     "draft_token": model.draft_token,
+                    "draft_batch_token": model.draft_batch_token,
                     "target_seconds": model.target_seconds,
                     "measured_at": time.time(),
                     "target": target.path,

@@ -19,16 +19,24 @@ from spec_cli.backend.base import Backend
 MAX_BATCH = 33  # one pending token plus up to 32 drafts
 PROBE_CONTEXT = 192  # tokens already cached when timing (a typical prompt's worth)
 _PROBE_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 33)
+DRAFT_PROBE = 32  # tokens of the draft model's long call (catching up on a copy)
 
 
 @dataclass(frozen=True)
 class CostModel:
     """Relative costs: `verify[n-1]` for a target call over n tokens, `draft_token` for one
-    draft-model token, both in units of one single-token target call."""
+    draft-model token, `draft_batch_token` for each further token of a draft-model call
+    over many (catching up on text it has not read), all in units of one single-token
+    target call."""
 
     verify: tuple[float, ...]
     draft_token: float = 0.0
     target_seconds: float = 0.0  # absolute time of one single-token target call
+    draft_batch_token: float = 0.0
+
+    def catch_up_cost(self, n: int) -> float:
+        """Cost of one draft-model call over n tokens."""
+        return 0.0 if n <= 0 else self.draft_token + (n - 1) * self.draft_batch_token
 
     def verify_cost(self, n: int) -> float:
         if n <= len(self.verify):
@@ -38,7 +46,7 @@ class CostModel:
         return self.verify[-1] + slope * (n - len(self.verify))
 
     def best_length(
-        self, accept: Sequence[float], draft_cost: float = 0.0, sunk: int = 0
+        self, accept: Sequence[float], draft_cost: float = 0.0, sunk: int = 0, fixed: float = 0.0
     ) -> tuple[int, float]:
         """Draft length k (0..len(accept)) maximizing expected tokens per unit of cost.
 
@@ -46,14 +54,15 @@ class CostModel:
         before it; each draft token costs `draft_cost`. The first `sunk` were drafted
         already: their cost is spent whatever k is chosen, and it still counts, since the
         step's time includes it (leaving it out would make stopping look better than it
-        is). Returns (k, expected speed relative to plain decoding).
+        is). `fixed` is paid whatever k (a draft model catching up). Returns (k, expected
+        speed relative to plain decoding).
         """
-        best_k, best = 0, 1.0 / (self.verify_cost(1) + draft_cost * sunk)
+        best_k, best = 0, 1.0 / (self.verify_cost(1) + draft_cost * sunk + fixed)
         alive, expected = 1.0, 1.0
         for k, a in enumerate(accept, start=1):
             alive *= a
             expected += alive
-            cost = self.verify_cost(k + 1) + draft_cost * max(k, sunk)
+            cost = self.verify_cost(k + 1) + draft_cost * max(k, sunk) + fixed
             value = expected / cost
             if value > best:
                 best_k, best = k, value
@@ -113,7 +122,7 @@ def calibrate(
         b.eval(context, 0)
         _time_call(b, batch[:1], clock)  # warm-up
     best = dict.fromkeys(_PROBE_SIZES, float("inf"))
-    draft_best = float("inf")
+    draft_best = draft_batch = float("inf")
     for _ in range(repeats):
         for n in _PROBE_SIZES:
             best[n] = min(best[n], _time_call(target, batch[:n], clock))
@@ -122,14 +131,20 @@ def calibrate(
         if draft is not None:
             for _ in range(3):
                 draft_best = min(draft_best, _time_call(draft, batch[:1], clock))
+            draft_batch = min(draft_batch, _time_call(draft, batch[:DRAFT_PROBE], clock))
     for b, cached in zip(backends, saved, strict=True):
         b.truncate(0)
         if cached:
             b.eval(cached, 0)
     one = best[1]
     times = [best[n] for n in _PROBE_SIZES]
-    draft_token = draft_best / one if draft is not None else 0.0
-    return CostModel(_interpolate(_PROBE_SIZES, times, MAX_BATCH), draft_token, one)
+    if draft is None:
+        return CostModel(_interpolate(_PROBE_SIZES, times, MAX_BATCH), 0.0, one)
+    # The extra tokens of a long call, each: never negative, whatever the noise.
+    per_extra = max(0.0, draft_batch - draft_best) / (DRAFT_PROBE - 1)
+    return CostModel(
+        _interpolate(_PROBE_SIZES, times, MAX_BATCH), draft_best / one, one, per_extra / one
+    )
 
 
 def _probe_tokens(backend: Backend) -> list[int]:
@@ -206,13 +221,13 @@ class OnlineCosts:
         scale = float(np.exp(log_sum / weight))
         n_axis = np.arange(1, len(self.prior.verify) + 1, dtype=float)
         curve = np.clip(1.0 + (np.asarray(self.prior.verify) - 1.0) * scale, 1.0, n_axis)
-        draft_seconds = (
-            _low_quantile(self._draft)
-            if len(self._draft) >= 4
-            else self.prior.draft_token * self.prior.target_seconds
-        )
-        return CostModel(
-            tuple(float(v) for v in np.maximum.accumulate(curve)),
-            draft_seconds / one if self.prior.target_seconds > 0 else self.prior.draft_token,
-            one,
-        )
+        curve_t = tuple(float(v) for v in np.maximum.accumulate(curve))
+        prior = self.prior
+        if prior.target_seconds <= 0:
+            return CostModel(curve_t, prior.draft_token, one, prior.draft_batch_token)
+        prior_draft = prior.draft_token * prior.target_seconds
+        draft_seconds = _low_quantile(self._draft) if len(self._draft) >= 4 else prior_draft
+        # A long draft call speeds up or slows down with the single ones.
+        drift = draft_seconds / prior_draft if prior_draft > 0 else 1.0
+        batch_seconds = prior.draft_batch_token * prior.target_seconds * drift
+        return CostModel(curve_t, draft_seconds / one, one, batch_seconds / one)

@@ -72,9 +72,9 @@ def generate(
     stats.prompt_tokens = len(prompt)
     t0 = time.perf_counter()
     sync_cache(target, prompt[:-1])
-    stats.prefill_seconds = time.perf_counter() - t0
     context = list(prompt)
-    drafter.begin(context)
+    drafter.begin(context, config.max_tokens)  # a draft model reads the prompt too
+    stats.prefill_seconds = time.perf_counter() - t0
     out: list[int] = []
     sampling = config.sampling
     if config.seed is not None and not sampling.greedy:

@@ -208,7 +208,7 @@ class ScriptedDrafter:
         self.verdicts: list[tuple[list[int], int]] = []  # (draft tokens, accepted) per step
         self.closed = False
 
-    def begin(self, context: Sequence[int]) -> None:
+    def begin(self, context: Sequence[int], max_new: int | None = None) -> None:
         self.begun.append(list(context))
 
     def draft(
@@ -264,7 +264,7 @@ class SamplingDrafter:
         self.length = length
         self.name = name
 
-    def begin(self, context: Sequence[int]) -> None:
+    def begin(self, context: Sequence[int], max_new: int | None = None) -> None:
         pass
 
     def draft(

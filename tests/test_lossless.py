@@ -99,7 +99,7 @@ class ChaosDrafter:
         self.sampling = sampling
         self.seed = seed
 
-    def begin(self, context: Sequence[int]) -> None:
+    def begin(self, context: Sequence[int], max_new: int | None = None) -> None:
         pass
 
     def _right(self, context: list[int]) -> int:
@@ -151,7 +151,7 @@ class MixtureQDrafter:
         self.other = table_rule(seed=99, scale=1.0)
         self.length = length
 
-    def begin(self, context: Sequence[int]) -> None:
+    def begin(self, context: Sequence[int], max_new: int | None = None) -> None:
         pass
 
     def draft(

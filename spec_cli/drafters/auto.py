@@ -12,6 +12,7 @@ import numpy as np
 from spec_cli.acceptance import AcceptanceModel
 from spec_cli.costs import CostModel, OnlineCosts
 from spec_cli.drafters.base import Draft, Drafter, before_end
+from spec_cli.drafters.catch_up import CatchUpPolicy
 from spec_cli.drafters.model import ModelDrafter
 from spec_cli.sampling import SamplingParams
 
@@ -26,6 +27,10 @@ MODEL_PRIOR = 0.8  # belief in a same-family draft model before any evidence
 # estimate can recover; those tries may cost at most this share of the time.
 EXPLORE_BUDGET = 0.01
 EXPLORE_MIN_STEPS = 16
+# A draft model's first call of a step reads the routine few tokens (the previous step's
+# last accepted ones and the target's): it is one of the draft tokens' costs. Reading
+# more is a catch-up (see CatchUpPolicy).
+ROUTINE_CATCH_UP = 2
 # The draft model drafts at least WARMUP_LEN tokens a step until the target has checked
 # WARMUP_TOKENS of them (at most WARMUP_STEPS steps), whatever the estimates say: its
 # real acceptance is unknown until tried, and a same-family draft is often far better
@@ -69,6 +74,9 @@ class AutoDrafter:
         self.acceptance = acceptance if acceptance is not None else AcceptanceModel()
         self._on_close = on_close
         self._since_model = 0
+        self._catch_up = CatchUpPolicy()
+        self._end: int | None = None  # context length where the generation must stop
+        self._model_calls = 0  # draft-model calls of this step
         self._candidates: list[Draft] = []  # this step's proposals, before truncation
         # Cheap proposals cut at FIRST_LOOK tokens, with their drafters and the length
         # they may grow to, for learning from a longer verdict.
@@ -91,9 +99,10 @@ class AutoDrafter:
     def costs(self) -> CostModel:
         return self.online.model
 
-    def begin(self, context: Sequence[int]) -> None:
+    def begin(self, context: Sequence[int], max_new: int | None = None) -> None:
+        self._end = len(context) + max_new if max_new is not None else None
         for d in self._all():
-            d.begin(context)
+            d.begin(context, max_new)
 
     def _all(self) -> list[Drafter]:
         return [*self.cheap, *([self.model] if self.model is not None else [])]
@@ -108,6 +117,7 @@ class AutoDrafter:
         best_value = 1.0 / self.costs.verify_cost(1)
         best = Draft(source=self.name)
         self._candidates = []
+        self._model_calls = 0
         self._cut = {}
         self._start = len(context)
         self._sampling, self._rng = sampling, rng
@@ -143,9 +153,12 @@ class AutoDrafter:
             if k > 0 and value > best_value:
                 best_value, best = value, cand.truncated(k)
         warming = self._warming() and max_len > 0
-        if self.model is not None and (warming or self._model_worth_it(best_value, max_len)):
+        if self.model is not None and (
+            warming or self._model_worth_it(context, best_value, max_len)
+        ):
             self._max_len = max_len
             cand = self.model.draft(context, max_len, sampling, rng)
+            self._model_calls = len(cand)
             if self.learn_costs:
                 for seconds in self.model.step_seconds:
                     self.online.observe_draft(seconds)
@@ -192,13 +205,21 @@ class AutoDrafter:
         """Steps between tries that each waste `waste` single-call times at most."""
         return max(EXPLORE_MIN_STEPS, math.ceil(waste / EXPLORE_BUDGET))
 
-    def _model_worth_it(self, best_value: float, max_len: int) -> bool:
-        waste = 2 * self.costs.draft_token + self.costs.verify_cost(3) - 1.0
+    def _model_worth_it(self, context: Sequence[int], best_value: float, max_len: int) -> bool:
+        assert self.model is not None
+        costs = self.costs
+        lag = self.model.pending(context)
+        catch_up = costs.catch_up_cost(lag) - costs.catch_up_cost(min(lag, ROUTINE_CATCH_UP))
+        waste = catch_up + 2 * costs.draft_token + costs.verify_cost(3) - 1.0
         if self._since_model >= self._explore_every(waste):
             return True
         rate = self.acceptance.mean_rate(ModelDrafter.name, MODEL_PRIOR)
-        _, value = self.costs.best_length([rate] * max_len, self.costs.draft_token)
-        return value > best_value
+        k, value = costs.best_length([rate] * max_len, costs.draft_token)
+        if value <= best_value:
+            return False
+        step_cost = costs.verify_cost(k + 1) + costs.draft_token * k
+        left = None if self._end is None else self._end - len(context)
+        return self._catch_up.worth(catch_up, (step_cost * value, step_cost), left)
 
     def _model_should_continue(self, draft: Draft) -> bool:
         """Draft one more token only if some longer draft still pays for its cost."""
@@ -215,6 +236,8 @@ class AutoDrafter:
         if self.learn_costs:
             self.online.observe(self._batch, time.perf_counter() - self._verify_started)
         self._learn_acceptance(context, draft, accepted)
+        cost = self.costs.verify_cost(len(draft) + 1) + self.costs.draft_token * self._model_calls
+        self._catch_up.on_step(draft.source == ModelDrafter.name, accepted + 1, cost)
         for d in self._all():
             d.feedback(context, draft, accepted)
 

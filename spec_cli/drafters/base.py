@@ -72,8 +72,9 @@ class Drafter(Protocol):
 
     name: str
 
-    def begin(self, context: Sequence[int]) -> None:
-        """A generation starts from `context` (prompt tokens)."""
+    def begin(self, context: Sequence[int], max_new: int | None = None) -> None:
+        """A generation of at most `max_new` tokens (None: unknown) starts from `context`
+        (prompt tokens)."""
         ...
 
     def draft(
@@ -98,7 +99,7 @@ class NoDrafter:
 
     name = "none"
 
-    def begin(self, context: Sequence[int]) -> None:
+    def begin(self, context: Sequence[int], max_new: int | None = None) -> None:
         pass
 
     def draft(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from spec_cli.backend.base import Backend, sync_cache
+from spec_cli.backend.base import Backend, common_prefix, sync_cache
 from spec_cli.drafters.base import Draft
 from spec_cli.sampling import (
     SamplingParams,
@@ -66,8 +66,22 @@ class ModelDrafter:
         # marginal cost of drafting one token more.
         self.step_seconds: list[float] = []
 
-    def begin(self, context: Sequence[int]) -> None:
-        pass
+    def begin(self, context: Sequence[int], max_new: int | None = None) -> None:
+        # Read the prompt now, with the target's: catching up on it at the first draft
+        # would cost as much, counted as decoding time and in `auto`'s choices.
+        if 1 < len(context) <= self.backend.n_ctx and self._readable(context):
+            sync_cache(self.backend, context[:-1])
+
+    def _readable(self, context: Sequence[int]) -> bool:
+        """False when the text holds an id only the target has (a padding id the draft's
+        smaller vocabulary lacks): the draft model cannot read it."""
+        return self.vocab_limit <= self.backend.n_vocab or max(context) < self.backend.n_vocab
+
+    def pending(self, context: Sequence[int]) -> int:
+        """Tokens the draft model must read before it can draft after `context`."""
+        if not context:
+            return 0
+        return len(context) - min(common_prefix(self.backend.cached, context), len(context) - 1)
 
     def draft(
         self,
@@ -79,8 +93,8 @@ class ModelDrafter:
         out = Draft(source=self.name)
         if max_len <= 0 or len(context) + max_len > self.backend.n_ctx:
             return out
-        if self.vocab_limit > self.backend.n_vocab and max(context) >= self.backend.n_vocab:
-            return out  # the text holds an id only the target has: the draft cannot read it
+        if not self._readable(context):
+            return out
         self.step_seconds = []
         logits = sync_cache(self.backend, context, n_logits=1)
         assert logits is not None

@@ -74,7 +74,7 @@ class NgramDrafter:
         self.context = NgramCounts(max_order)
         self._tokens: list[int] = []
 
-    def begin(self, context: Sequence[int]) -> None:
+    def begin(self, context: Sequence[int], max_new: int | None = None) -> None:
         self.context = NgramCounts(self.max_order)
         self._tokens = []
 

@@ -122,7 +122,7 @@ class PromptLookupDrafter:
         self._indexed = 0  # positions < this have been indexed as continuations
         self._tokens: list[int] = []
 
-    def begin(self, context: Sequence[int]) -> None:
+    def begin(self, context: Sequence[int], max_new: int | None = None) -> None:
         self._places = [{} for _ in range(self.ngram_max + 1)]
         self._indexed = 0
         self._tokens = []
