@@ -139,6 +139,22 @@ def test_speculative_runs_print_the_plain_text(
         assert data["stats"]["target_calls"] < 24
 
 
+def test_llama_cpp_option_spellings_work(
+    env: dict[str, str], prompt_file: str, tiny_model: str, tiny_draft: str
+) -> None:
+    """--temp, --n-predict and -md as in llama.cpp: the same run as spec's own names."""
+    ours = ["run", prompt_file, "-m", tiny_model, "--threads", "1", "--json"]
+    ours += ["-n", "12", "-t", "0.8", "--seed", "3", "--draft", tiny_draft]
+    theirs = ["run", prompt_file, "-m", tiny_model, "--threads", "1", "--json"]
+    theirs += ["--n-predict", "12", "--temp", "0.8", "--seed", "3", "-md", tiny_draft]
+    a, b = spec(env, *ours), spec(env, *theirs)
+    assert a.returncode == b.returncode == 0, b.stderr.decode()
+    first, second = json.loads(a.stdout), json.loads(b.stdout)
+    assert second["text"] == first["text"]
+    assert second["draft_model"] == tiny_draft
+    assert second["stats"]["generated_tokens"] <= 12
+
+
 def test_prompt_from_stdin(env: dict[str, str], tiny_model: str, plain_stdout: str) -> None:
     proc = spec(env, *base("-", tiny_model, "--drafter", "none"), stdin=PROMPT.encode())
     assert proc.returncode == 0, proc.stderr.decode()

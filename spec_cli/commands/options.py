@@ -12,7 +12,13 @@ Model = Annotated[
 ]
 DraftModel = Annotated[
     str | None,
-    typer.Option("--draft", "-d", help="Draft GGUF with the same vocabulary as the target."),
+    typer.Option(
+        "--draft",
+        "-d",
+        "--model-draft",
+        "-md",
+        help="Draft GGUF with the same vocabulary as the target.",
+    ),
 ]
 DrafterName = Annotated[
     str,
@@ -21,11 +27,16 @@ DrafterName = Annotated[
 DEFAULT_DRAFT_MAX = 32  # spec_cli.engine.DEFAULT_DRAFT_MAX, without importing the engine
 DraftMax = Annotated[int, typer.Option("--draft-max", min=0, max=64, help="Longest draft.")]
 MaxTokens = Annotated[
-    int, typer.Option("--max-tokens", "-n", min=1, help="Stop after this many new tokens.")
+    int,
+    typer.Option(
+        "--max-tokens", "-n", "--n-predict", min=1, help="Stop after this many new tokens."
+    ),
 ]
 Temperature = Annotated[
     float,
-    typer.Option("--temperature", "-t", min=0.0, help="0 is greedy; > 0 samples (lossless)."),
+    typer.Option(
+        "--temperature", "-t", "--temp", min=0.0, help="0 is greedy; > 0 samples (lossless)."
+    ),
 ]
 TopK = Annotated[int, typer.Option("--top-k", min=0, help="Keep the k likeliest tokens (0: off).")]
 # The ranges of top-p and min-p are half-open, which the option parser cannot say:
