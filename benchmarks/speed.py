@@ -4,7 +4,9 @@ Loads the models once, then runs every method on every prompt in interleaved, ro
 order, `--repeats` times, so machine drift hits all methods alike. Every method, ours and
 other tools', is timed alike: from the arrival of its first generated tokens to that of
 its n-th (the first call, which others count as prefill, and a last call that only ends
-the text are left out, and a tool that overshoots n is cut at n). Reports the median
+the text are left out, and a tool that overshoots n is cut at n). A draft model reading
+the prompt, which `spec` does before its first token and llama.cpp's examples in their
+first draft, counts as decoding for both. Reports the median
 decode tokens/s per method and the median of per-pair speedups against `none`, and
 whether each method's greedy output matched `none` (token for token; other tools' by text).
 
@@ -25,6 +27,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("SPEC_NO_LEARN", "1")
@@ -57,6 +60,15 @@ def run_once(
     """One generation with a `spec` drafter; `name@N` drafts at most N tokens a step."""
     name, _, fixed = method.partition("@")
     drafter = session.make_drafter(name)
+    reading = [0.0]  # seconds the drafter spent reading the prompt (a draft model's prefill)
+    begin = drafter.begin
+
+    def timed_begin(context: Sequence[int], max_new: int | None = None) -> None:
+        started = time.perf_counter()
+        begin(context, max_new)
+        reading[0] = time.perf_counter() - started
+
+    drafter.begin = timed_begin  # type: ignore[method-assign]
     stats = GenerationStats()
     config = GenerationConfig(max_tokens=n, draft_max=int(fixed) if fixed else draft_max)
     events = generate(session.target, drafter, prompt, config, np.random.default_rng(0), stats)
@@ -74,7 +86,8 @@ def run_once(
     # Timed as the other tools are (see rivals.py): from the first step's tokens to the
     # last token, so neither the first call (the last prompt token; their prefill) nor
     # a final call that only ends the text counts.
-    speed = (len(tokens) - first_step) / (last - first) if last > first else 0.0
+    elapsed = last - first + reading[0]
+    speed = (len(tokens) - first_step) / elapsed if last > first else 0.0
     return speed, tokens, stats
 
 
