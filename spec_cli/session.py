@@ -240,7 +240,7 @@ def open_session(options: ModelOptions) -> Session:
 
     notify = options.notify or hub.note
     target_path = hub.resolve(options.model, notify=notify)
-    draft_path = hub.resolve(options.draft, notify=notify) if options.draft else None
+    draft_path = _draft_path(options.draft, target_path, notify)
     auto = None
     if draft_path is None and options.auto_draft:
         auto = hub.pick_local_draft(options.model, notify)
@@ -277,6 +277,18 @@ def open_session(options: ModelOptions) -> Session:
     if auto is not None:
         notify(f"using draft {auto[0]} (pass --draft to choose another)")
     return Session(target, draft, chat_template=template)
+
+
+def _draft_path(draft: str | None, target: str, notify: Callable[[str], None]) -> str | None:
+    """The --draft file: `self[:TYPE]` is the target's own quantized copy (made once)."""
+    from spec_cli import self_draft
+
+    if draft is None:
+        return None
+    kind = self_draft.parse(draft)
+    if kind is not None:
+        return self_draft.self_draft(target, kind, notify)
+    return hub.resolve(draft, notify=notify)
 
 
 def _load(path: str, options: LoadOptions) -> LlamaCppBackend:

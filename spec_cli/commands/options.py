@@ -17,7 +17,8 @@ DraftModel = Annotated[
         "-d",
         "--model-draft",
         "-md",
-        help="Draft GGUF with the same vocabulary as the target.",
+        help="Draft GGUF with the same vocabulary as the target; `self` (or self:q4_0, "
+        "...): the target's own quantized copy, made once.",
     ),
 ]
 DrafterName = Annotated[

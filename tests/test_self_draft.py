@@ -1,0 +1,85 @@
+"""`--draft self`: the target's own quantized copy drafts for it, made once and cached."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from clitools import isolated_env, spec_command
+
+from spec_cli.errors import UsageError
+from spec_cli.self_draft import parse
+
+PROMPT = "The quick brown fox jumps over the lazy dog. The quick brown"
+
+
+def spec(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*spec_command(), *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return isolated_env(tmp_path / "home")
+
+
+@pytest.fixture
+def prompt(tmp_path: Path) -> str:
+    path = tmp_path / "prompt.txt"
+    path.write_text(PROMPT, encoding="utf-8")
+    return str(path)
+
+
+def run_args(prompt: str, model: str, *extra: str) -> list[str]:
+    return ["run", prompt, "-m", model, "--threads", "1", "-n", "24", "--json", *extra]
+
+
+def test_the_copy_is_made_once_cached_and_gives_the_plain_text(
+    env: dict[str, str], prompt: str, tiny_model: str
+) -> None:
+    plain = spec(env, *run_args(prompt, tiny_model, "--drafter", "none"))
+    assert plain.returncode == 0, plain.stderr
+    first = spec(env, *run_args(prompt, tiny_model, "--draft", "self", "--drafter", "model"))
+    assert first.returncode == 0, first.stderr
+    # A small F32 model drafts with 8 bits: 4 cost a small model too much agreement.
+    assert "making a Q8_0 copy of target.gguf to draft with, once" in first.stderr
+    data = json.loads(first.stdout)
+    copy = Path(data["draft_model"])
+    assert copy.parent == Path(env["SPEC_CACHE_DIR"]) / "drafts"
+    assert copy.name.endswith("-q8_0.gguf")
+    assert copy.stat().st_size < Path(tiny_model).stat().st_size
+    assert data["text"] == json.loads(plain.stdout)["text"]
+    assert data["stats"]["accepted_tokens"] > 0
+    assert not list(copy.parent.glob(".*partial"))
+
+    again = spec(env, *run_args(prompt, tiny_model, "--draft", "self", "--drafter", "model"))
+    assert again.returncode == 0, again.stderr
+    assert "making" not in again.stderr
+    assert json.loads(again.stdout)["draft_model"] == str(copy)
+
+    other = spec(env, *run_args(prompt, tiny_model, "-d", "self:q4_0", "--drafter", "model"))
+    assert other.returncode == 0, other.stderr
+    assert json.loads(other.stdout)["draft_model"].endswith("-q4_0.gguf")
+
+
+def test_a_target_already_small_is_refused_in_one_line(
+    env: dict[str, str], prompt: str, tiny_model: str
+) -> None:
+    made = spec(env, *run_args(prompt, tiny_model, "-d", "self:q4_0", "--drafter", "model"))
+    q4_copy = json.loads(made.stdout)["draft_model"]
+    proc = spec(env, *run_args(prompt, q4_copy, "--draft", "self"))
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "--draft self" in line and "bits a weight" in line and "--draft" in line
+    assert proc.stdout == ""
+
+
+def test_self_names_a_copy_type_or_none() -> None:
+    assert parse("self") == "auto"
+    assert parse("self:Q4_0") == "q4_0"
+    assert parse("./self") is None and parse("selfish.gguf") is None
+    with pytest.raises(UsageError, match="q4_0, q4_1"):
+        parse("self:q3")
