@@ -4,11 +4,12 @@ Loads the models once, then runs every method on every prompt in interleaved, ro
 order, `--repeats` times, so machine drift hits all methods alike. Every method, ours and
 other tools', is timed alike: from the arrival of its first generated tokens to that of
 its n-th (the first call, which others count as prefill, and a last call that only ends
-the text are left out, and a tool that overshoots n is cut at n). A draft model reading
-the prompt, which `spec` does before its first token and llama.cpp's examples in their
-first draft, counts as decoding for both. Reports the median
-decode tokens/s per method and the median of per-pair speedups against `none`, and
-whether each method's greedy output matched `none` (token for token; other tools' by text).
+the text are left out, and a tool that overshoots n is cut at n). A draft model reads the
+prompt afresh in every run and that counts as decoding, for `spec` (which reads it just
+before its first token) as for llama.cpp's examples (which read it in their first
+draft). Reports the median decode tokens/s per method and the median of per-pair
+speedups against `none`, and whether each method's greedy output matched `none` (token
+for token; other tools' by text).
 
     python benchmarks/speed.py --model F32.gguf --methods none,prompt-lookup,auto \
         --prompts benchmarks/prompts/code_edit.txt --repeats 5
@@ -60,6 +61,8 @@ def run_once(
     """One generation with a `spec` drafter; `name@N` drafts at most N tokens a step."""
     name, _, fixed = method.partition("@")
     drafter = session.make_drafter(name)
+    if session.draft is not None:
+        session.draft.truncate(0)  # every run reads the prompt afresh, as other tools' do
     reading = [0.0]  # seconds the drafter spent reading the prompt (a draft model's prefill)
     begin = drafter.begin
 

@@ -46,7 +46,7 @@ class CostModel:
         return self.verify[-1] + slope * (n - len(self.verify))
 
     def best_length(
-        self, accept: Sequence[float], draft_cost: float = 0.0, sunk: int = 0, fixed: float = 0.0
+        self, accept: Sequence[float], draft_cost: float = 0.0, sunk: int = 0
     ) -> tuple[int, float]:
         """Draft length k (0..len(accept)) maximizing expected tokens per unit of cost.
 
@@ -54,15 +54,14 @@ class CostModel:
         before it; each draft token costs `draft_cost`. The first `sunk` were drafted
         already: their cost is spent whatever k is chosen, and it still counts, since the
         step's time includes it (leaving it out would make stopping look better than it
-        is). `fixed` is paid whatever k (a draft model catching up). Returns (k, expected
-        speed relative to plain decoding).
+        is). Returns (k, expected speed relative to plain decoding).
         """
-        best_k, best = 0, 1.0 / (self.verify_cost(1) + draft_cost * sunk + fixed)
+        best_k, best = 0, 1.0 / (self.verify_cost(1) + draft_cost * sunk)
         alive, expected = 1.0, 1.0
         for k, a in enumerate(accept, start=1):
             alive *= a
             expected += alive
-            cost = self.verify_cost(k + 1) + draft_cost * max(k, sunk) + fixed
+            cost = self.verify_cost(k + 1) + draft_cost * max(k, sunk)
             value = expected / cost
             if value > best:
                 best_k, best = k, value
@@ -91,10 +90,13 @@ def _interpolate(sizes: Sequence[int], times: Sequence[float], upto: int) -> tup
     return tuple(float(v) for v in np.interp(np.arange(1, upto + 1), xs, ys))
 
 
-def _time_call(backend: Backend, tokens: Sequence[int], clock: Callable[[], float]) -> float:
+def _time_call(
+    backend: Backend, tokens: Sequence[int], clock: Callable[[], float], n_logits: int = 0
+) -> float:
+    """Seconds of one call over `tokens` with logits for the last `n_logits` (all: 0)."""
     base = len(backend.cached)
     t = clock()
-    backend.eval(tokens, len(tokens))
+    backend.eval(tokens, n_logits or len(tokens))
     elapsed = clock() - t
     backend.truncate(base)
     return elapsed
@@ -131,7 +133,9 @@ def calibrate(
         if draft is not None:
             for _ in range(3):
                 draft_best = min(draft_best, _time_call(draft, batch[:1], clock))
-            draft_batch = min(draft_batch, _time_call(draft, batch[:DRAFT_PROBE], clock))
+            # A catch-up needs the last token's logits only.
+            long_call = _time_call(draft, batch[:DRAFT_PROBE], clock, n_logits=1)
+            draft_batch = min(draft_batch, long_call)
     for b, cached in zip(backends, saved, strict=True):
         b.truncate(0)
         if cached:

@@ -72,14 +72,16 @@ def generate(
     stats.prompt_tokens = len(prompt)
     t0 = time.perf_counter()
     sync_cache(target, prompt[:-1])
+    decode_start = time.perf_counter()
+    stats.prefill_seconds = decode_start - t0
     context = list(prompt)
-    drafter.begin(context, config.max_tokens)  # a draft model reads the prompt too
-    stats.prefill_seconds = time.perf_counter() - t0
+    # A draft model reads the prompt here: drafting's cost, so decoding time (as in
+    # llama.cpp's examples, which read it in their first draft).
+    drafter.begin(context, min(config.max_tokens, target.n_ctx - len(prompt)))
     out: list[int] = []
     sampling = config.sampling
     if config.seed is not None and not sampling.greedy:
         sampling = replace(sampling, seed=config.seed)  # drafters draw as the target will
-    decode_start = time.perf_counter()
     reason = "length"
     try:
         while True:

@@ -66,28 +66,37 @@ def test_catching_up_waits_until_going_on_without_the_model_forwent_as_much() ->
     policy = CatchUpPolicy()
     predicted = (2.0, 1.0)
     for _ in range(4):
-        policy.on_step(by_model=True, tokens=2, cost=1.0)
+        policy.on_step(by_model=True, ran_model=True, tokens=2, cost=1.0)
     assert policy.worth(0.0, predicted)  # nothing to catch up on: always
     assert policy.saving() == pytest.approx(0.5)
     for _ in range(9):
-        policy.on_step(by_model=False, tokens=1, cost=1.0)
+        policy.on_step(by_model=False, ran_model=False, tokens=1, cost=1.0)
     assert not policy.worth(5.0, predicted)
-    policy.on_step(by_model=False, tokens=1, cost=1.0)
+    policy.on_step(by_model=False, ran_model=False, tokens=1, cost=1.0)
     assert policy.worth(5.0, predicted)
     # ...unless the generation ends before the catch-up could pay back.
     assert not policy.worth(5.0, predicted, tokens_left=9)
     # A copy saving more than the model would (8 tokens for 1.4 calls) pays no rent: it
     # takes back what was paid.
-    policy.on_step(by_model=False, tokens=8, cost=1.4)
+    policy.on_step(by_model=False, ran_model=False, tokens=8, cost=1.4)
     assert not policy.worth(5.0, predicted)
+    # Running the model catches it up, whether or not its draft was the one verified.
+    for _ in range(20):
+        policy.on_step(by_model=False, ran_model=False, tokens=1, cost=1.0)
+    assert policy.worth(5.0, predicted)
+    policy.on_step(by_model=False, ran_model=True, tokens=1, cost=1.2)
+    assert not policy.worth(5.0, predicted)
+    policy.on_step(by_model=False, ran_model=False, tokens=1, cost=1.0)
+    policy.restart()  # a new generation: the model has just read its prompt
+    assert not policy.worth(0.5, predicted)
 
 
 def test_model_steps_that_lost_time_make_catching_up_never_worth_it() -> None:
     policy = CatchUpPolicy()
     for _ in range(8):
-        policy.on_step(by_model=True, tokens=1, cost=1.5)
+        policy.on_step(by_model=True, ran_model=True, tokens=1, cost=1.5)
     for _ in range(1000):
-        policy.on_step(by_model=False, tokens=1, cost=1.0)
+        policy.on_step(by_model=False, ran_model=False, tokens=1, cost=1.0)
     assert not policy.worth(1.0, (2.0, 1.0))
 
 

@@ -77,6 +77,7 @@ class AutoDrafter:
         self._catch_up = CatchUpPolicy()
         self._end: int | None = None  # context length where the generation must stop
         self._model_calls = 0  # draft-model calls of this step
+        self._model_ran = False  # whether the model ran this step (and so caught up)
         self._candidates: list[Draft] = []  # this step's proposals, before truncation
         # Cheap proposals cut at FIRST_LOOK tokens, with their drafters and the length
         # they may grow to, for learning from a longer verdict.
@@ -101,6 +102,7 @@ class AutoDrafter:
 
     def begin(self, context: Sequence[int], max_new: int | None = None) -> None:
         self._end = len(context) + max_new if max_new is not None else None
+        self._catch_up.restart()
         for d in self._all():
             d.begin(context, max_new)
 
@@ -117,7 +119,6 @@ class AutoDrafter:
         best_value = 1.0 / self.costs.verify_cost(1)
         best = Draft(source=self.name)
         self._candidates = []
-        self._model_calls = 0
         self._cut = {}
         self._start = len(context)
         self._sampling, self._rng = sampling, rng
@@ -158,7 +159,7 @@ class AutoDrafter:
         ):
             self._max_len = max_len
             cand = self.model.draft(context, max_len, sampling, rng)
-            self._model_calls = len(cand)
+            self._model_calls, self._model_ran = len(cand), True
             if self.learn_costs:
                 for seconds in self.model.step_seconds:
                     self.online.observe_draft(seconds)
@@ -237,7 +238,9 @@ class AutoDrafter:
             self.online.observe(self._batch, time.perf_counter() - self._verify_started)
         self._learn_acceptance(context, draft, accepted)
         cost = self.costs.verify_cost(len(draft) + 1) + self.costs.draft_token * self._model_calls
-        self._catch_up.on_step(draft.source == ModelDrafter.name, accepted + 1, cost)
+        by_model = draft.source == ModelDrafter.name
+        self._catch_up.on_step(by_model, self._model_ran, accepted + 1, cost)
+        self._model_calls, self._model_ran = 0, False  # a step without draft() runs none
         for d in self._all():
             d.feedback(context, draft, accepted)
 

@@ -30,12 +30,18 @@ class CatchUpPolicy:
         cost = self._prior[1] + sum(c for _, c in self._steps)
         return 1.0 - cost / tokens if tokens > 0 else 0.0
 
-    def on_step(self, by_model: bool, tokens: int, cost: float) -> None:
-        """Record a verified step: whose draft it verified, the tokens it yielded and what
-        it cost. A step without the model pays rent: what the model would have saved on
-        its tokens, less what the step saved itself (copies save more: no rent)."""
+    def restart(self) -> None:
+        """A generation begins: the model has read the prompt, nothing is owed."""
+        self._rent = 0.0
+
+    def on_step(self, by_model: bool, ran_model: bool, tokens: int, cost: float) -> None:
+        """Record a verified step: whether its draft was the model's and whether the model
+        ran at all (caught up), the tokens it yielded and what it cost. A step without the
+        model pays rent: what the model would have saved on its tokens, less what the step
+        saved itself (copies save more: no rent)."""
         if by_model:
             self._steps.append((tokens, cost))
+        if ran_model:
             self._rent = 0.0
         else:
             forgone = tokens * self.saving() - (tokens - cost)

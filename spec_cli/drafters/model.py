@@ -67,8 +67,10 @@ class ModelDrafter:
         self.step_seconds: list[float] = []
 
     def begin(self, context: Sequence[int], max_new: int | None = None) -> None:
-        # Read the prompt now, with the target's: catching up on it at the first draft
-        # would cost as much, counted as decoding time and in `auto`'s choices.
+        # Read the prompt before the first step, so `auto` never weighs it as a catch-up
+        # (it costs the same now or then); not when no draft can follow (-n 1).
+        if max_new is not None and max_new < 2:
+            return
         if 1 < len(context) <= self.backend.n_ctx and self._readable(context):
             sync_cache(self.backend, context[:-1])
 
