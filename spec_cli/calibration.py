@@ -13,7 +13,7 @@ from spec_cli.cachefiles import cache_dir, locked, read_json, write_json
 from spec_cli.costs import MAX_BATCH, CostModel, calibrate
 
 MAX_AGE_SECONDS = 14 * 24 * 3600
-_VERSION = 3  # bumped when the measuring procedure changes
+_VERSION = 4  # bumped when the measuring procedure changes
 
 
 def _file_key(path: str) -> str:
