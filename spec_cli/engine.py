@@ -75,8 +75,6 @@ def generate(
     decode_start = time.perf_counter()
     stats.prefill_seconds = decode_start - t0
     context = list(prompt)
-    # A draft model reads the prompt here: drafting's cost, so decoding time (as in
-    # llama.cpp's examples, which read it in their first draft).
     drafter.begin(context, min(config.max_tokens, target.n_ctx - len(prompt)))
     out: list[int] = []
     sampling = config.sampling

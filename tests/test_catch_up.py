@@ -18,6 +18,7 @@ from spec_cli.drafters.model import ModelDrafter
 from spec_cli.drafters.prompt_lookup import PromptLookupDrafter
 from spec_cli.engine import GenerationConfig, generate
 from spec_cli.events import TokenEvent
+from spec_cli.sampling import SamplingParams
 from spec_cli.stats import GenerationStats
 
 
@@ -91,6 +92,21 @@ def test_catching_up_waits_until_going_on_without_the_model_forwent_as_much() ->
     assert not policy.worth(0.5, predicted)
 
 
+def test_a_first_reading_is_made_at_once_when_half_the_tokens_left_repay_it() -> None:
+    """Before the model has run, it reads the prompt at once if its predicted saving (0.5
+    a token) on half the tokens left covers the cost; a longer prompt waits for rent."""
+    policy = CatchUpPolicy()
+    predicted = (2.0, 1.0)
+    assert policy.worth(10.0, predicted, tokens_left=40)
+    assert not policy.worth(11.0, predicted, tokens_left=40)
+    policy.on_step(by_model=True, ran_model=True, tokens=2, cost=1.0)
+    policy.restart()  # a new generation (a chat turn): fresh again
+    assert policy.worth(10.0, predicted, tokens_left=40)
+    policy.on_step(by_model=True, ran_model=True, tokens=2, cost=1.0)
+    # Once it has run, a catch-up must be earned by rent.
+    assert not policy.worth(10.0, predicted, tokens_left=40)
+
+
 def test_model_steps_that_lost_time_make_catching_up_never_worth_it() -> None:
     policy = CatchUpPolicy()
     for _ in range(8):
@@ -100,15 +116,15 @@ def test_model_steps_that_lost_time_make_catching_up_never_worth_it() -> None:
     assert not policy.worth(1.0, (2.0, 1.0))
 
 
-def test_the_draft_model_reads_the_prompt_when_the_generation_begins() -> None:
+def test_the_draft_model_counts_what_it_must_read_before_drafting() -> None:
     backend = FakeBackend(n_ctx=64)
     drafter = ModelDrafter(backend)
     prompt = [1, 2, 3, 4, 5]
-    assert drafter.pending(prompt) == 5
     drafter.begin(prompt, 10)
-    assert list(backend.cached) == prompt[:-1]
-    assert drafter.pending(prompt) == 1  # the last token, read with the first draft
-    assert drafter.pending([*prompt, 6, 7]) == 3
+    assert backend.eval_calls == 0  # nothing read until a draft is asked for
+    assert drafter.pending(prompt) == 5
+    drafter.draft(prompt, 3, SamplingParams(), np.random.default_rng(0))
+    assert drafter.pending([*prompt, 6, 7]) <= 2
 
 
 COPY = 48  # tokens the output copies from the prompt before it turns unpredictable

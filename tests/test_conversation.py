@@ -360,9 +360,7 @@ def test_smollm2_draft_model_cache_is_reused_across_turns(default_model: str) ->
             return turn.prompt, counter.sizes[0]
 
         prompt1, first_sync1 = one_turn("Say hello.")
-        # An empty draft cache reads the prompt as the generation begins, all of it but
-        # the last token (read with the first draft, like the target's).
-        assert first_sync1 == len(prompt1) - 1
+        assert first_sync1 == len(prompt1)  # an empty draft cache: the whole prompt
         history = conv.history_tokens
         prompt2, first_sync2 = one_turn("Say goodbye.")
         # The draft cache lags the conversation by at most the last step's tokens and the

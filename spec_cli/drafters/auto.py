@@ -36,6 +36,10 @@ ROUTINE_CATCH_UP = 2
 # real acceptance is unknown until tried, and a same-family draft is often far better
 # than any prior.
 WARMUP_STEPS = 6
+# Until warmed up, the model's steps are judged at least this likely to be accepted (a
+# same-family draft agreed on 97.6% of tokens here): the prior alone would keep an
+# untried model from ever being read in.
+WARMUP_RATE = 0.95
 WARMUP_LEN = 4
 WARMUP_TOKENS = 12
 
@@ -153,7 +157,14 @@ class AutoDrafter:
             self._candidates.append(cand)
             if k > 0 and value > best_value:
                 best_value, best = value, cand.truncated(k)
-        warming = self._warming() and max_len > 0
+        # Warming up forces drafting, never reading: the prompt, or text cheap drafters
+        # produced, is read only when the catch-up rule says it pays.
+        warming = (
+            self._warming()
+            and max_len > 0
+            and self.model is not None
+            and self.model.pending(context) <= ROUTINE_CATCH_UP
+        )
         if self.model is not None and (
             warming or self._model_worth_it(context, best_value, max_len)
         ):
@@ -215,6 +226,8 @@ class AutoDrafter:
         if self._since_model >= self._explore_every(waste):
             return True
         rate = self.acceptance.mean_rate(ModelDrafter.name, MODEL_PRIOR)
+        if self._warming():
+            rate = max(rate, WARMUP_RATE)
         k, value = costs.best_length([rate] * max_len, costs.draft_token)
         if value <= best_value:
             return False

@@ -67,12 +67,9 @@ class ModelDrafter:
         self.step_seconds: list[float] = []
 
     def begin(self, context: Sequence[int], max_new: int | None = None) -> None:
-        # Read the prompt before the first step, so `auto` never weighs it as a catch-up
-        # (it costs the same now or then); not when no draft can follow (-n 1).
-        if max_new is not None and max_new < 2:
-            return
-        if 1 < len(context) <= self.backend.n_ctx and self._readable(context):
-            sync_cache(self.backend, context[:-1])
+        # The prompt is read with the first draft: `auto` may never need the model, and
+        # then the reading, as slow as the target's on a CPU, is saved.
+        pass
 
     def _readable(self, context: Sequence[int]) -> bool:
         """False when the text holds an id only the target has (a padding id the draft's
