@@ -47,20 +47,41 @@ def bits_per_weight(path: str) -> float:
     return 8.0 * info.file_size / max(info.n_params, 1)
 
 
-def copy_path(target: str, kind: str) -> Path:
-    """Where the cached copy of this exact target file lives (a changed file gets a new
-    copy: the key covers its resolved path, size and modification time)."""
-    from spec_cli.cachefiles import cache_dir
-
+def _key(target: str) -> str:
+    """What identifies this exact target file: its resolved path, size and modification
+    time (a changed file gets a new copy; links and other names share one)."""
     p = Path(target).resolve()
     st = p.stat()
-    key = hashlib.sha256(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
-    # Named after the path given, not the resolved one (a Hugging Face blob is a hash).
-    return cache_dir() / "drafts" / f"{Path(target).stem}-{key}-{kind}.gguf"
+    return hashlib.sha256(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def copy_path(target: str, kind: str) -> Path:
+    """Where the cached copy of this target lives: the one already made under any name,
+    else one named after the path given (not the resolved one: a Hugging Face blob's
+    name is a hash)."""
+    from spec_cli.cachefiles import cache_dir
+
+    folder, key = cache_dir() / "drafts", _key(target)
+    made = sorted(folder.glob(f"*-{key}-{kind}.gguf"))
+    return made[0] if made else folder / f"{Path(target).stem}-{key}-{kind}.gguf"
+
+
+def _usable(copy: Path) -> bool:
+    """Whether a cached copy is whole; a damaged one is deleted, to be made again."""
+    from spec_cli.ggufinfo import check_complete
+
+    if not copy.exists():
+        return False
+    try:
+        check_complete(str(copy))
+        return True
+    except ModelError:
+        copy.unlink(missing_ok=True)
+        return False
 
 
 def check_kind(target: str, kind: str) -> None:
-    """Refuse a copy that would not read much less than the target."""
+    """Refuse a copy type that would not read much less than the target."""
     bits = bits_per_weight(target)
     if COPY_BITS[kind] > MAX_SHARE * bits:
         raise UsageError(
@@ -79,7 +100,7 @@ def self_draft(target: str, kind: str, notify: Callable[[str], None]) -> str:
 
     check_kind(target, kind)
     out = copy_path(target, kind)
-    if out.exists():
+    if _usable(out):
         return str(out)
     # One run makes the copy; another starting meanwhile waits for it.
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
@@ -93,16 +114,20 @@ def self_draft(target: str, kind: str, notify: Callable[[str], None]) -> str:
         ) from None
     try:
         with locked(out):
-            if out.exists():
+            if _usable(out):
                 return str(out)
-            size = human_size(os.path.getsize(target) * COPY_BITS[kind] / bits_per_weight(target))
+            # Left by a run killed outright: nobody else writes while we hold the lock.
+            for stale in out.parent.glob(f".{out.name}.*.partial"):
+                if stale != tmp:
+                    stale.unlink(missing_ok=True)
             notify(
-                f"making a {kind.upper()} copy of {Path(target).name} to draft with, once "
-                f"(about {size} in {out.parent})"
+                f"making a {kind.upper()} copy of {Path(target).name} to draft with, once, "
+                f"in {out.parent}"
             )
             with sigterm_as_interrupt():
                 quantize(target, str(tmp), kind)
             os.replace(tmp, out)
+            notify(f"made {out.name} ({human_size(out.stat().st_size)})")
     finally:
         tmp.unlink(missing_ok=True)
     return str(out)

@@ -82,3 +82,40 @@ def test_self_names_a_copy_type_or_none() -> None:
     assert parse("./self") is None and parse("selfish.gguf") is None
     with pytest.raises(UsageError, match="q4_0, q4_1"):
         parse("self:q3")
+
+
+def test_links_share_the_copy_and_a_damaged_copy_is_made_again(
+    env: dict[str, str], prompt: str, tiny_model: str, tmp_path: Path
+) -> None:
+    first = spec(env, *run_args(prompt, tiny_model, "--draft", "self", "--drafter", "model"))
+    copy = Path(json.loads(first.stdout)["draft_model"])
+    link = tmp_path / "other-name.gguf"
+    link.symlink_to(tiny_model)
+    via_link = spec(env, *run_args(prompt, str(link), "--draft", "self", "--drafter", "model"))
+    assert via_link.returncode == 0, via_link.stderr
+    assert "making" not in via_link.stderr
+    assert json.loads(via_link.stdout)["draft_model"] == str(copy)
+
+    # A run killed outright leaves its partial file; a later one that makes the copy
+    # clears it. A cut-short copy is noticed and made again.
+    stale = copy.with_name(f".{copy.name}.999999.partial")
+    stale.write_bytes(b"x" * 100)
+    with copy.open("r+b") as f:
+        f.truncate(copy.stat().st_size // 2)
+    again = spec(env, *run_args(prompt, tiny_model, "--draft", "self", "--drafter", "model"))
+    assert again.returncode == 0, again.stderr
+    assert "making a Q4_1 copy" in again.stderr
+    assert json.loads(again.stdout)["text"] == json.loads(first.stdout)["text"]
+    assert not stale.exists()
+
+
+def test_bench_without_a_drafting_method_makes_no_copy(
+    env: dict[str, str], tiny_model: str, tmp_path: Path
+) -> None:
+    suite = tmp_path / "suite.jsonl"
+    suite.write_text(json.dumps({"id": "a", "category": "qa", "prompt": PROMPT}) + "\n")
+    args = ["bench", "--suite", str(suite), "-m", tiny_model, "--threads", "1", "-n", "8"]
+    proc = spec(env, *args, "-c", "512", "--draft", "self", "--methods", "none,prompt-lookup")
+    assert proc.returncode == 0, proc.stderr
+    assert "not loading it" in proc.stderr
+    assert not (Path(env["SPEC_CACHE_DIR"]) / "drafts").exists()

@@ -102,6 +102,11 @@ def bench(
     except ValueError as e:
         raise UsageError(str(e)) from None
     chosen, added_baseline = parse_methods(methods, draft is not None)
+    if draft is not None and not {"model", "auto"} & set(chosen):
+        from spec_cli import hub
+
+        hub.note(f"--draft is not used by methods {', '.join(chosen)}: not loading it")
+        draft = None
     loaded = load_suite(suite)
     if category:
         loaded = loaded.only(category)
