@@ -27,6 +27,17 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("spec", appauthor=False))
 
 
+def file_key(path: str) -> str:
+    """What identifies one version of a file: its resolved path, size and modification
+    time (links share it; a rewritten file gets a new one)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+        return f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return path
+
+
 def write_atomic(path: Path, data: bytes) -> bool:
     """Replace `path` with `data` atomically; False (and nothing changed) on failure."""
     try:

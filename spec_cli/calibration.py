@@ -9,20 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from spec_cli.backend.base import Backend
-from spec_cli.cachefiles import cache_dir, locked, read_json, write_json
+from spec_cli.cachefiles import cache_dir, file_key, locked, read_json, write_json
 from spec_cli.costs import MAX_BATCH, CostModel, calibrate
 
 MAX_AGE_SECONDS = 14 * 24 * 3600
 _VERSION = 4  # bumped when the measuring procedure changes
-
-
-def _file_key(path: str) -> str:
-    p = Path(path)
-    try:
-        st = p.stat()
-        return f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-    except OSError:
-        return path
 
 
 def calibration_key(target: Backend, draft: Backend | None, backend_id: str) -> str:
@@ -30,12 +21,12 @@ def calibration_key(target: Backend, draft: Backend | None, backend_id: str) -> 
     parts = [
         f"v{_VERSION}",
         backend_id,
-        _file_key(target.path),
+        file_key(target.path),
         f"t{getattr(target, 'threads', 0)}",
         f"g{getattr(target, 'n_gpu_layers', 0)}",
     ]
     if draft is not None:
-        parts += [_file_key(draft.path), f"dg{getattr(draft, 'n_gpu_layers', 0)}"]
+        parts += [file_key(draft.path), f"dg{getattr(draft, 'n_gpu_layers', 0)}"]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 

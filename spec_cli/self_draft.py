@@ -47,21 +47,15 @@ def bits_per_weight(path: str) -> float:
     return 8.0 * info.file_size / max(info.n_params, 1)
 
 
-def _key(target: str) -> str:
-    """What identifies this exact target file: its resolved path, size and modification
-    time (a changed file gets a new copy; links and other names share one)."""
-    p = Path(target).resolve()
-    st = p.stat()
-    return hashlib.sha256(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
-
-
 def copy_path(target: str, kind: str) -> Path:
     """Where the cached copy of this target lives: the one already made under any name,
     else one named after the path given (not the resolved one: a Hugging Face blob's
     name is a hash)."""
-    from spec_cli.cachefiles import cache_dir
+    from spec_cli.cachefiles import cache_dir, file_key
 
-    folder, key = cache_dir() / "drafts", _key(target)
+    # A changed target gets a new copy; links and other names of one file share one.
+    key = hashlib.sha256(file_key(target).encode()).hexdigest()[:16]
+    folder = cache_dir() / "drafts"
     made = sorted(folder.glob(f"*-{key}-{kind}.gguf"))
     return made[0] if made else folder / f"{Path(target).stem}-{key}-{kind}.gguf"
 
