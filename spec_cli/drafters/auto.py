@@ -159,14 +159,10 @@ class AutoDrafter:
                 best_value, best = value, cand.truncated(k)
         # Warming up forces drafting, never reading: the prompt, or text cheap drafters
         # produced, is read only when the catch-up rule says it pays.
-        warming = (
-            self._warming()
-            and max_len > 0
-            and self.model is not None
-            and self.model.pending(context) <= ROUTINE_CATCH_UP
-        )
+        lag = self.model.pending(context) if self.model is not None else 0
+        warming = self._warming() and max_len > 0 and lag <= ROUTINE_CATCH_UP
         if self.model is not None and (
-            warming or self._model_worth_it(context, best_value, max_len)
+            warming or self._model_worth_it(context, lag, best_value, max_len)
         ):
             self._max_len = max_len
             cand = self.model.draft(context, max_len, sampling, rng)
@@ -217,10 +213,11 @@ class AutoDrafter:
         """Steps between tries that each waste `waste` single-call times at most."""
         return max(EXPLORE_MIN_STEPS, math.ceil(waste / EXPLORE_BUDGET))
 
-    def _model_worth_it(self, context: Sequence[int], best_value: float, max_len: int) -> bool:
-        assert self.model is not None
+    def _model_worth_it(
+        self, context: Sequence[int], lag: int, best_value: float, max_len: int
+    ) -> bool:
+        """Whether to run the model, which must first read `lag` tokens."""
         costs = self.costs
-        lag = self.model.pending(context)
         catch_up = costs.catch_up_cost(lag) - costs.catch_up_cost(min(lag, ROUTINE_CATCH_UP))
         waste = catch_up + 2 * costs.draft_token + costs.verify_cost(3) - 1.0
         if self._since_model >= self._explore_every(waste):
