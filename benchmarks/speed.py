@@ -5,9 +5,9 @@ order, `--repeats` times, so machine drift hits all methods alike. Every method,
 other tools', is timed alike: from the arrival of its first generated tokens to that of
 its n-th (the first call, which others count as prefill, and a last call that only ends
 the text are left out, and a tool that overshoots n is cut at n). A draft model reads the
-prompt afresh in every run and that counts as decoding, for `spec` (which reads it just
-before its first token) as for llama.cpp's examples (which read it in their first
-draft). Reports the median decode tokens/s per method and the median of per-pair
+prompt afresh in every run and that counts as decoding, for `spec` (which reads it in a
+step before its first token, when at all) as for llama.cpp's examples (which read it in
+their first draft). Reports the median decode tokens/s per method and the median of per-pair
 speedups against `none`, and whether each method's greedy output matched `none` (token
 for token; other tools' by text).
 
@@ -28,7 +28,6 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("SPEC_NO_LEARN", "1")
@@ -63,33 +62,27 @@ def run_once(
     drafter = session.make_drafter(name)
     if session.draft is not None:
         session.draft.truncate(0)  # every run reads the prompt afresh, as other tools' do
-    reading = [0.0]  # seconds the drafter spent reading the prompt (a draft model's prefill)
-    begin = drafter.begin
-
-    def timed_begin(context: Sequence[int], max_new: int | None = None) -> None:
-        started = time.perf_counter()
-        begin(context, max_new)
-        reading[0] = time.perf_counter() - started
-
-    drafter.begin = timed_begin  # type: ignore[method-assign]
     stats = GenerationStats()
     config = GenerationConfig(max_tokens=n, draft_max=int(fixed) if fixed else draft_max)
     events = generate(session.target, drafter, prompt, config, np.random.default_rng(0), stats)
     tokens: list[int] = []
     first_step = 0  # tokens of the first step, which arrive together
     first = last = 0.0
+    # The first step's drafting (a draft model reading the prompt) comes before its
+    # tokens: it counts as decoding, as in llama.cpp's examples' first draft.
+    first_draft = 0.0
     for event in events:
         if isinstance(event, TokenEvent):
             last = time.perf_counter()
             first = first or last
             tokens.append(event.token)
         elif isinstance(event, StepEvent) and not first_step:
-            first_step = len(tokens)
+            first_step, first_draft = len(tokens), event.draft_seconds
     drafter.close()
     # Timed as the other tools are (see rivals.py): from the first step's tokens to the
     # last token, so neither the first call (the last prompt token; their prefill) nor
     # a final call that only ends the text counts.
-    elapsed = last - first + reading[0]
+    elapsed = last - first + first_draft
     speed = (len(tokens) - first_step) / elapsed if last > first else 0.0
     return speed, tokens, stats
 
