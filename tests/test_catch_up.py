@@ -92,20 +92,20 @@ def test_catching_up_waits_until_going_on_without_the_model_forwent_as_much() ->
     assert not policy.worth(0.5, predicted)
 
 
-def test_a_first_reading_is_made_at_once_when_a_quarter_of_the_tokens_left_repay_it() -> None:
+def test_a_first_reading_is_made_at_once_when_a_tenth_of_the_tokens_left_repay_it() -> None:
     """Before the model has run, it reads the prompt at once if its predicted saving (0.5
-    a token) on a quarter of the tokens left covers the cost; a longer prompt waits for
+    a token) on a tenth of the tokens left covers the cost; a longer prompt waits for
     rent."""
     policy = CatchUpPolicy()
     predicted = (2.0, 1.0)
-    assert policy.worth(5.0, predicted, tokens_left=40)
-    assert not policy.worth(5.5, predicted, tokens_left=40)
+    assert policy.worth(5.0, predicted, tokens_left=100)
+    assert not policy.worth(5.5, predicted, tokens_left=100)
     policy.on_step(by_model=True, ran_model=True, tokens=2, cost=1.0)
     policy.restart()  # a new generation (a chat turn): fresh again
-    assert policy.worth(5.0, predicted, tokens_left=40)
+    assert policy.worth(5.0, predicted, tokens_left=100)
     policy.on_step(by_model=True, ran_model=True, tokens=2, cost=1.0)
     # Once it has run, a catch-up must be earned by rent.
-    assert not policy.worth(5.0, predicted, tokens_left=40)
+    assert not policy.worth(5.0, predicted, tokens_left=100)
 
 
 def test_model_steps_that_lost_time_make_catching_up_never_worth_it() -> None:

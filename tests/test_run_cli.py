@@ -155,6 +155,25 @@ def test_llama_cpp_option_spellings_work(
     assert second["stats"]["generated_tokens"] <= 12
 
 
+def test_n_predict_minus_one_runs_until_the_context_is_full(
+    env: dict[str, str], prompt_file: str, tiny_model: str
+) -> None:
+    """llama.cpp's -n -1: no token limit; the context's room ends the run. -n 0 is refused."""
+    small = ["run", prompt_file, "-m", tiny_model, "--threads", "1", "--raw", "--json"]
+    small += ["--ctx-size", "64", "--drafter", "none"]
+    unlimited = spec(env, *small, "-n", "-1")
+    assert unlimited.returncode == 0, unlimited.stderr.decode()
+    out = json.loads(unlimited.stdout)
+    room = 256 - out["stats"]["prompt_tokens"]  # llama.cpp rounds a context up to 256
+    assert out["finish_reason"] in ("length", "stop")
+    if out["finish_reason"] == "length":
+        assert out["stats"]["generated_tokens"] == room
+    assert json.loads(spec(env, *small, "-n", str(room)).stdout)["text"] == out["text"]
+    zero = spec(env, *small, "-n", "0")
+    assert zero.returncode == 2 and zero.stdout == b""
+    assert "give N >= 1, or -1" in zero.stderr.decode()
+
+
 def test_prompt_from_stdin(env: dict[str, str], tiny_model: str, plain_stdout: str) -> None:
     proc = spec(env, *base("-", tiny_model, "--drafter", "none"), stdin=PROMPT.encode())
     assert proc.returncode == 0, proc.stderr.decode()

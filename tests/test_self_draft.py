@@ -44,11 +44,11 @@ def test_the_copy_is_made_once_cached_and_gives_the_plain_text(
     assert plain.returncode == 0, plain.stderr
     first = spec(env, *run_args(prompt, tiny_model, "--draft", "self", "--drafter", "model"))
     assert first.returncode == 0, first.stderr
-    assert "making a Q4_1 copy of target.gguf to draft with, once" in first.stderr
+    assert "making a Q4_K_M copy of target.gguf to draft with, once" in first.stderr
     data = json.loads(first.stdout)
     copy = Path(data["draft_model"])
     assert copy.parent == Path(env["SPEC_CACHE_DIR"]) / "drafts"
-    assert copy.name.startswith("target-") and copy.name.endswith("-q4_1.gguf")
+    assert copy.name.startswith("target-") and copy.name.endswith("-q4_k_m.gguf")
     assert copy.stat().st_size < Path(tiny_model).stat().st_size
     assert data["text"] == json.loads(plain.stdout)["text"]
     assert data["stats"]["accepted_tokens"] > 0
@@ -77,7 +77,7 @@ def test_a_target_already_small_is_refused_in_one_line(
 
 
 def test_self_names_a_copy_type_or_none() -> None:
-    assert parse("self") == "q4_1"
+    assert parse("self") == "q4_k_m"
     assert parse("self:Q4_0") == "q4_0"
     assert parse("./self") is None and parse("selfish.gguf") is None
     with pytest.raises(UsageError, match="q4_0, q4_1"):
@@ -104,7 +104,7 @@ def test_links_share_the_copy_and_a_damaged_copy_is_made_again(
         f.truncate(copy.stat().st_size // 2)
     again = spec(env, *run_args(prompt, tiny_model, "--draft", "self", "--drafter", "model"))
     assert again.returncode == 0, again.stderr
-    assert "making a Q4_1 copy" in again.stderr
+    assert "making a Q4_K_M copy" in again.stderr
     assert json.loads(again.stdout)["text"] == json.loads(first.stdout)["text"]
     assert not stale.exists()
 

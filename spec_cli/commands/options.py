@@ -33,6 +33,27 @@ MaxTokens = Annotated[
         "--max-tokens", "-n", "--n-predict", min=1, help="Stop after this many new tokens."
     ),
 ]
+UNLIMITED = -1
+
+
+def _no_zero(n: int) -> int:
+    if n == 0:
+        raise typer.BadParameter("0 new tokens generates nothing: give N >= 1, or -1")
+    return n
+
+
+# `run` alone takes llama.cpp's -1: a chat turn and a bench need a budget to plan with.
+MaxTokensOrAll = Annotated[
+    int,
+    typer.Option(
+        "--max-tokens",
+        "-n",
+        "--n-predict",
+        min=UNLIMITED,
+        callback=_no_zero,
+        help="Stop after this many new tokens (-1: when the model stops or the context is full).",
+    ),
+]
 Temperature = Annotated[
     float,
     typer.Option(

@@ -19,7 +19,7 @@ def run(
     draft: o.DraftModel = None,
     drafter: o.DrafterName = "auto",
     draft_max: o.DraftMax = o.DEFAULT_DRAFT_MAX,
-    max_tokens: o.MaxTokens = 256,
+    max_tokens: o.MaxTokensOrAll = 256,
     temperature: o.Temperature = 0.0,
     top_k: o.TopK = 0,
     top_p: o.TopP = 1.0,
@@ -92,6 +92,8 @@ def run(
             messages.append({"role": "user", "content": text})
             prompt = session.chat_prompt(messages)
         check_fits(session.target, prompt)  # before the drafter's calibration
+        if max_tokens == o.UNLIMITED:
+            max_tokens = session.target.n_ctx - len(prompt)
         active = session.make_drafter(drafter, ngram_cache=ngram_cache)
         gen_stats = GenerationStats()
         renderer = make_renderer(color, json_out)

@@ -173,6 +173,9 @@ class AutoDrafter:
             self._since_model = 0
             if cand.tokens:
                 self._candidates.append(cand)
+            # A first reading was paid for on the warm-up's hopes: its draft is the
+            # warm-up's first try (judged by the prior alone, it would be thrown away).
+            warming = warming or (self._warming() and max_len > 0)
             if warming:
                 self._warmup -= 1
                 best_value, best = float("inf"), cand
