@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,6 +89,22 @@ def check_kind(target: str, kind: str) -> None:
         )
 
 
+def check_room(target: str, kind: str, folder: Path) -> None:
+    """Refuse before quantizing when the copy cannot fit in `folder`'s free space."""
+    from spec_cli.ggufinfo import check_complete, human_size
+
+    info = check_complete(target)
+    # Embeddings and the output layer stay at higher precision: allow a third more.
+    need = int(info.n_params * COPY_BITS[kind] / 8 * 4 / 3)
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise ModelError(
+            f"not enough free space in {folder} for a {kind.upper()} copy of "
+            f"{Path(target).name}: it needs about {human_size(need)}, {human_size(free)} "
+            "is free; free some space or set SPEC_CACHE_DIR to another disk"
+        )
+
+
 def self_draft(target: str, kind: str, notify: Callable[[str], None]) -> str:
     """The path of the target's quantized copy, made first when not cached."""
     from spec_cli.backend.llama_cpp import quantize
@@ -117,6 +134,7 @@ def self_draft(target: str, kind: str, notify: Callable[[str], None]) -> str:
             for stale in out.parent.glob(f".{out.name}.*.partial"):
                 if stale != tmp:
                     stale.unlink(missing_ok=True)
+            check_room(target, kind, out.parent)
             notify(
                 f"making a {kind.upper()} copy of {Path(target).name} to draft with, once, "
                 f"in {out.parent}"

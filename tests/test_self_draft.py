@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from clitools import isolated_env, spec_command
 
-from spec_cli.errors import UsageError
-from spec_cli.self_draft import parse
+from spec_cli.errors import ModelError, UsageError
+from spec_cli.self_draft import parse, self_draft
 
 PROMPT = "The quick brown fox jumps over the lazy dog. The quick brown"
 
@@ -119,3 +119,19 @@ def test_bench_without_a_drafting_method_makes_no_copy(
     assert proc.returncode == 0, proc.stderr
     assert "not loading it" in proc.stderr
     assert not (Path(env["SPEC_CACHE_DIR"]) / "drafts").exists()
+
+
+def test_a_copy_that_cannot_fit_is_refused_before_quantizing(
+    tiny_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk gets one line naming the space needed, not a quantizer failure code;
+    no partial file is left."""
+    import shutil
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("SPEC_CACHE_DIR", str(tmp_path / "cache"))
+    full = SimpleNamespace(total=10, used=10, free=0)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: full)
+    with pytest.raises(ModelError, match=r"not enough free space .* SPEC_CACHE_DIR"):
+        self_draft(tiny_model, "q8_0", lambda _: None)
+    assert not any(p.suffix in (".gguf", ".partial") for p in (tmp_path / "cache").rglob("*"))
