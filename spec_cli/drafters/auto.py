@@ -160,7 +160,8 @@ class AutoDrafter:
         # Warming up forces drafting, never reading: the prompt, or text cheap drafters
         # produced, is read only when the catch-up rule says it pays.
         lag = self.model.pending(context) if self.model is not None else 0
-        warming = self._warming() and max_len > 0 and lag <= ROUTINE_CATCH_UP
+        may_warm = self._warming() and max_len > 0
+        warming = may_warm and lag <= ROUTINE_CATCH_UP
         if self.model is not None and (
             warming or self._model_worth_it(context, lag, best_value, max_len)
         ):
@@ -173,10 +174,9 @@ class AutoDrafter:
             self._since_model = 0
             if cand.tokens:
                 self._candidates.append(cand)
-            # A first reading was paid for on the warm-up's hopes: its draft is the
-            # warm-up's first try (judged by the prior alone, it would be thrown away).
-            warming = warming or (self._warming() and max_len > 0)
-            if warming:
+            # A reading paid for on the warm-up's hopes makes its draft the warm-up's
+            # next try (judged by the prior alone, it would be thrown away).
+            if may_warm:
                 self._warmup -= 1
                 best_value, best = float("inf"), cand
             elif cand.tokens and not sampling.greedy:

@@ -71,11 +71,6 @@ class ModelDrafter:
         # then the reading, as slow as the target's on a CPU, is saved.
         pass
 
-    def _readable(self, context: Sequence[int]) -> bool:
-        """False when the text holds an id only the target has (a padding id the draft's
-        smaller vocabulary lacks): the draft model cannot read it."""
-        return self.vocab_limit <= self.backend.n_vocab or max(context) < self.backend.n_vocab
-
     def pending(self, context: Sequence[int]) -> int:
         """Tokens the draft model must read before it can draft after `context`."""
         if not context:
@@ -92,8 +87,8 @@ class ModelDrafter:
         out = Draft(source=self.name)
         if max_len <= 0 or len(context) + max_len > self.backend.n_ctx:
             return out
-        if not self._readable(context):
-            return out
+        if self.vocab_limit > self.backend.n_vocab and max(context) >= self.backend.n_vocab:
+            return out  # the text holds an id only the target has: the draft cannot read it
         self.step_seconds = []
         logits = sync_cache(self.backend, context, n_logits=1)
         assert logits is not None
