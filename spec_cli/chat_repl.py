@@ -141,7 +141,7 @@ class ChatRepl:
         self.drafter = self._drafter(settings.drafter)
 
     def _drafter(self, name: str) -> Drafter:
-        # Kept by name: a model drafter's close() would close the shared draft model.
+        # Kept by name: a drafter keeps what it learned over turns and /drafter switches.
         if name not in self._drafters:
             self._drafters[name] = self.session.make_drafter(name, ngram_cache=self.ngram_cache)
         return self._drafters[name]

@@ -48,9 +48,11 @@ class StepEvent:
 class FinishEvent:
     """Generation ended; `reason` is stop, length or interrupted.
 
-    `tail` is text the text layer still held back (a partial stop string) at the end.
-    `unsaid` counts the last token events whose text lay wholly in the stop string that
-    ended generation: they are not part of the result.
+    From the engine, `tokens` holds every token generated; a stop string found by the
+    text layer ends the stream with a FinishEvent of its own, without them. `tail` is
+    text the text layer still held back (a partial stop string) at the end. `unsaid`
+    counts the last token events whose text lay wholly in the stop string that ended
+    generation: they are not part of the result.
     """
 
     reason: str

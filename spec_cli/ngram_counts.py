@@ -60,24 +60,43 @@ class NgramCounts:
 
     # -- compact array form, for files ----------------------------------------------------
 
-    def to_arrays(self, limit: int | None = None) -> dict[str, npt.NDArray[np.int32]]:
-        """Rows (key padded with -1, next, count), the `limit` most frequent kept."""
+    def to_arrays(
+        self, limit: int | None = None, min_order: int = 1
+    ) -> dict[str, npt.NDArray[np.int32]]:
+        """Rows (key padded with -1, next, count) of contexts of at least `min_order` tokens.
+
+        With a row `limit`, whole contexts are kept, most frequent first (cutting some of a
+        context's continuations would change the shares the drafter judges them by), and
+        among equals the most recently added (so a full learned cache makes room for new
+        text rather than keeping whatever came first).
+        """
+        contexts = [
+            (key, row)
+            for n in range(min_order, self.max_order + 1)
+            for key, row in self.tables[n].items()
+        ]
+        if limit is not None and sum(len(row) for _, row in contexts) > limit:
+            totals = np.asarray([sum(row.values()) for _, row in contexts], dtype=np.int64)
+            order = np.lexsort((-np.arange(len(contexts)), -totals))
+            kept, rows = [], 0
+            for i in order.tolist():
+                size = len(contexts[i][1])
+                if rows + size <= limit:
+                    kept.append(contexts[i])
+                    rows += size
+            contexts = kept
         keys: list[list[int]] = []
         nexts: list[int] = []
         counts: list[int] = []
-        for n in range(1, self.max_order + 1):
-            for key, row in self.tables[n].items():
-                padded = [*key, *([-1] * (self.max_order - n))]
-                for tok, cnt in row.items():
-                    keys.append(padded)
-                    nexts.append(tok)
-                    counts.append(cnt)
+        for key, row in contexts:
+            padded = [*key, *([-1] * (self.max_order - len(key)))]
+            for tok, cnt in row.items():
+                keys.append(padded)
+                nexts.append(tok)
+                counts.append(cnt)
         k = np.asarray(keys, dtype=np.int32).reshape(-1, self.max_order)
         t = np.asarray(nexts, dtype=np.int32)
         c = np.asarray(counts, dtype=np.int32)
-        if limit is not None and len(c) > limit:
-            keep = np.argsort(-c, kind="stable")[:limit]
-            k, t, c = k[keep], t[keep], c[keep]
         return {"keys": k, "nexts": t, "counts": c}
 
     @classmethod

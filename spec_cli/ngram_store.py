@@ -22,16 +22,20 @@ def read_counts(path: Path) -> tuple[NgramCounts, str] | None:
         with np.load(path, allow_pickle=False) as data:
             counts = NgramCounts.from_arrays(data["keys"], data["nexts"], data["counts"])
             vocab = str(data["vocab"])
-    except (OSError, ValueError, KeyError, EOFError):
-        return None
-    except Exception:
+    except Exception:  # numpy and zipfile raise many kinds for a damaged file
         return None
     return counts, vocab
 
 
-def write_counts(path: Path, counts: NgramCounts, vocab: str, limit: int | None = None) -> bool:
+STATIC_MIN_ORDER = 2  # a corpus's single-token contexts say little about this text
+
+
+def write_counts(
+    path: Path, counts: NgramCounts, vocab: str, limit: int | None = None, min_order: int = 1
+) -> int | None:
+    """Write the counts (see NgramCounts.to_arrays); the number of rows written, or None."""
     buf = io.BytesIO()
-    arrays = counts.to_arrays(limit)
+    arrays = counts.to_arrays(limit, min_order)
     np.savez_compressed(
         buf,
         vocab=np.asarray(vocab),
@@ -39,7 +43,7 @@ def write_counts(path: Path, counts: NgramCounts, vocab: str, limit: int | None 
         nexts=arrays["nexts"],
         counts=arrays["counts"],
     )
-    return write_atomic(path, buf.getvalue())
+    return len(arrays["counts"]) if write_atomic(path, buf.getvalue()) else None
 
 
 def check_static(path: str) -> None:
@@ -88,4 +92,4 @@ class PersistentNgrams:
         with locked(self.path):
             current = self.load()
             current.merge(new)
-            return write_counts(self.path, current, self.vocab, PERSISTENT_LIMIT)
+            return write_counts(self.path, current, self.vocab, PERSISTENT_LIMIT) is not None

@@ -49,10 +49,12 @@ class Session:
         target: LlamaCppBackend,
         draft: LlamaCppBackend | None = None,
         chat_template: str | None = None,
+        notify: Callable[[str], None] = hub.note,
     ) -> None:
         self.target = target
         self.draft = draft
         self.chat_template = chat_template  # a preset's override of the GGUF's template
+        self.notify = notify
         self._costs: CostModel | None = None
 
     @property
@@ -63,8 +65,12 @@ class Session:
     def draft_path(self) -> str | None:
         return self.draft.path if self.draft else None
 
-    def make_drafter(self, name: str, ngram_cache: str | None = None) -> Drafter:
-        """A fresh drafter by name; `model` needs a draft model."""
+    def make_drafter(
+        self, name: str, ngram_cache: str | None = None, learn: bool | None = None
+    ) -> Drafter:
+        """A fresh drafter by name; `model` needs a draft model. With `learn` (default:
+        unless SPEC_NO_LEARN=1) it reads and adds to what earlier runs learned."""
+        learn = _learning() if learn is None else learn
         from spec_cli.drafters.model import ModelDrafter
         from spec_cli.drafters.prompt_lookup import PromptLookupDrafter
 
@@ -77,7 +83,7 @@ class Session:
                 raise UsageError("--drafter model needs a draft model: pass --draft PATH")
             return ModelDrafter(self.draft, vocab_limit=self.target.n_vocab)
         if name == "ngram":
-            return self._ngram_drafter(ngram_cache)
+            return self._ngram_drafter(ngram_cache, learn)
         if name == "auto":
             from spec_cli.drafters.auto import AutoDrafter
 
@@ -86,8 +92,8 @@ class Session:
                 if self.draft is not None and self._draft_can_pay()
                 else None
             )
-            cheap = [PromptLookupDrafter(), self._ngram_drafter(ngram_cache)]
-            if not _learning():
+            cheap = [PromptLookupDrafter(), self._ngram_drafter(ngram_cache, learn)]
+            if not learn:
                 return AutoDrafter(cheap, self.cost_model(), model, is_end=self.target.is_eog)
             from spec_cli.acceptance_store import load_acceptance, save_acceptance
 
@@ -108,19 +114,19 @@ class Session:
         cost = self.cost_model().draft_token
         if cost < 1.0:
             return True
-        hub.note(
+        self.notify(
             f"the draft model costs {cost:.2f} target calls per token on this machine, so "
             "drafting with it cannot save time: auto uses prompt lookup and n-grams only"
         )
         return False
 
-    def _ngram_drafter(self, ngram_cache: str | None) -> Drafter:
+    def _ngram_drafter(self, ngram_cache: str | None, learn: bool) -> Drafter:
         from spec_cli.drafters.ngram import NgramDrafter
         from spec_cli.ngram_store import PersistentNgrams, load_static
 
         vocab = self.target.vocab_id()
         static = load_static(ngram_cache, vocab) if ngram_cache else None
-        return NgramDrafter(PersistentNgrams(vocab) if _learning() else None, static)
+        return NgramDrafter(PersistentNgrams(vocab) if learn else None, static)
 
     def cost_model(self) -> CostModel:
         """This machine's measured costs for these models (cached after the first run)."""
@@ -133,15 +139,29 @@ class Session:
                 self.target,
                 self.draft,
                 backend_id,
-                on_measure=lambda: hub.note(
+                on_measure=lambda: self.notify(
                     "measuring this machine's verify costs once for this model (a few seconds)"
                 ),
-                on_unsaved=lambda where: hub.note(
+                on_unsaved=lambda where: self.notify(
                     f"could not save the measurement in {where}, so every run measures "
                     "again: make it writable or set SPEC_CACHE_DIR to a writable directory"
                 ),
             )
         return self._costs
+
+    def prompt(self, text: str, system: str | None = None, raw: bool = False) -> list[int]:
+        """Tokens asking the model to answer `text` (as a user message, after `system`),
+        or `text` as is when `raw` or when the model has no chat template."""
+        if system is not None and not self.has_chat_template():
+            raise UsageError(
+                f"{self.model_path} has no chat template, so it takes no --system prompt"
+            )
+        self.refuse_oversized(text)
+        if raw or not self.has_chat_template():
+            return self.raw_prompt(text)
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": text})
+        return self.chat_prompt(messages)
 
     def has_chat_template(self) -> bool:
         return (self.chat_template or self.target.chat_template()) is not None
@@ -248,7 +268,7 @@ def open_session(options: ModelOptions) -> Session:
     target = _load(target_path, LoadOptions(options.ctx_size, options.threads, options.gpu_layers))
     template = hub.chat_template_for(options.model)
     if draft_path is None:
-        return Session(target, chat_template=template)
+        return Session(target, chat_template=template, notify=notify)
     try:
         draft = _load(
             draft_path,
@@ -259,7 +279,7 @@ def open_session(options: ModelOptions) -> Session:
             target.close()
             raise
         notify(f"not using draft {auto[0]}: {e}")
-        return Session(target, chat_template=template)
+        return Session(target, chat_template=template, notify=notify)
     except Exception:
         target.close()
         raise
@@ -268,7 +288,7 @@ def open_session(options: ModelOptions) -> Session:
         draft.close()
         if auto is not None:
             notify(f"not using draft {auto[0]}: {reason}")
-            return Session(target, chat_template=template)
+            return Session(target, chat_template=template, notify=notify)
         target.close()
         raise IncompatibleDraftError(
             f"draft model {draft_path} cannot draft for {target_path}: {reason}; "
@@ -276,7 +296,7 @@ def open_session(options: ModelOptions) -> Session:
         )
     if auto is not None:
         notify(f"using draft {auto[0]} (pass --draft to choose another)")
-    return Session(target, draft, chat_template=template)
+    return Session(target, draft, chat_template=template, notify=notify)
 
 
 def _draft_path(draft: str | None, target: str, notify: Callable[[str], None]) -> str | None:

@@ -77,8 +77,9 @@ def verify_matching(
 
     For any draft chosen independently of these draws this is rejection sampling with a
     one-hot q (accept with probability p[x], otherwise a draw from p without x), so the
-    output follows p; and since the draws depend only on the position, a seeded run gives
-    the same text whatever the drafter proposed.
+    output follows p. A draft made with these same draws (the seeded draft model) does
+    not change that either: every token emitted is the target's own draw at its position,
+    so a seeded run gives the same text whatever the drafter proposed.
     """
     if len(p_rows) != len(draft) + 1 or len(rngs) != len(p_rows):
         raise ValueError("need one p row and one generator per draft token plus one")

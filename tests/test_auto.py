@@ -20,7 +20,7 @@ from fakes import (
 
 from spec_cli.costs import MAX_BATCH, CostModel
 from spec_cli.drafters.auto import FIRST_LOOK, AutoDrafter
-from spec_cli.drafters.base import NoDrafter
+from spec_cli.drafters.base import Draft, NoDrafter
 from spec_cli.drafters.model import ModelDrafter
 from spec_cli.drafters.ngram import NgramDrafter
 from spec_cli.drafters.prompt_lookup import PromptLookupDrafter
@@ -267,6 +267,24 @@ def test_proposals_turned_down_still_learn_from_what_the_target_emitted() -> Non
     assert stats.drafted_tokens == 0
     assert auto.acceptance.estimate(good.draft(prompt, 4, SamplingParams(), RNG0))[0] > 0.9
     assert auto.acceptance.estimate(bad.draft(prompt, 4, SamplingParams(), RNG0))[0] < 0.1
+
+
+def test_a_step_run_without_drafting_teaches_nothing_twice() -> None:
+    """With one token of budget or context left the engine verifies without asking for a
+    draft: the previous step's proposals must not be learned again from that step."""
+    target = FakeBackend(table_rule(seed=4), n_ctx=512)
+    prompt = [1, 2]
+    reference = greedy_reference(target, prompt, 4)
+    good = ScriptedDrafter(continuing(reference, prompt), name="good")
+    auto = AutoDrafter([good], COMPUTE_BOUND, learn_costs=False)
+    auto.begin(prompt, 2)
+    draft = auto.draft(prompt, 1, SamplingParams(), RNG0)
+    context = [*prompt, reference[0]]
+    auto.feedback(context, draft, 0)
+    learned = auto.acceptance.checked("good")
+    assert learned > 0
+    auto.feedback([*context, reference[1]], Draft(), 0)
+    assert auto.acceptance.checked("good") == learned
 
 
 def test_proposals_are_judged_only_up_to_an_end_token() -> None:

@@ -52,6 +52,22 @@ def detokenize(b: LlamaCppBackend, tokens: Sequence[int]) -> str:
 # -- tokens --------------------------------------------------------------------------------
 
 
+def test_a_failed_evaluation_is_one_line_with_a_remedy_and_keeps_the_cache(
+    backend: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama_decode failing (out of memory on a GPU: a negative code) reaches the user as
+    an error line saying what to try, and the tokens already evaluated stay usable."""
+    import llama_cpp
+
+    tokens = backend.tokenize("hello world", add_bos=True)
+    backend.eval(tokens, 1)
+    monkeypatch.setattr(llama_cpp, "llama_decode", lambda ctx, batch: -3)
+    with pytest.raises(ModelError, match="lower --ctx-size or offload fewer --gpu-layers") as e:
+        backend.eval([5], 1)
+    assert "\n" not in str(e.value)
+    assert backend.cached == tokens
+
+
 def test_tokenize_detokenize_round_trip(backend: LlamaCppBackend) -> None:
     tokens = backend.tokenize(TEXT)
     assert tokens[0] == BOS

@@ -48,9 +48,13 @@ class Recording:
         self.generations = 0
         self.interrupt_generation = interrupt_generation
         self.closed: list[str] = []
+        self.learning: list[bool | None] = []
 
-    def make_drafter(self, name: str, ngram_cache: str | None = None) -> Drafter:
-        drafter = self.session.make_drafter(name, ngram_cache)
+    def make_drafter(
+        self, name: str, ngram_cache: str | None = None, learn: bool | None = None
+    ) -> Drafter:
+        drafter = self.session.make_drafter(name, ngram_cache, learn)
+        self.learning.append(learn)
         recording = self
 
         class Closing:
@@ -154,6 +158,17 @@ def test_auto_runs_as_a_method(session: Session) -> None:
     rows = result_rows(runner.run(), greedy=True)
     assert [r["method"] for r in rows] == ["none", "auto"]
     assert all(r["matches_baseline"] for r in rows)
+
+
+def test_bench_drafters_use_nothing_learned_in_earlier_runs(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Earlier bench runs' answers to these very prompts would inflate `ngram` and `auto`:
+    even where learning is on, the bench's drafters neither read nor add to it."""
+    monkeypatch.delenv("SPEC_NO_LEARN", raising=False)
+    rec = Recording(session)
+    BenchRunner(rec, PROMPTS[:1], settings(("none", "ngram", "auto"))).run()
+    assert rec.learning == [False, False, False]
 
 
 def test_later_turns_carry_the_baseline_answer_for_every_method(session: Session) -> None:

@@ -115,6 +115,23 @@ def test_no_writable_directory_is_not_an_error(tmp_path: Path) -> None:
         pass
 
 
+def test_a_file_system_without_locks_runs_unlocked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """flock fails with ENOLCK on some NFS mounts: caches are still written (atomically)."""
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    path = tmp_path / "c.json"
+    with locked(path):
+        assert write_json(path, {"v": 1})
+    assert read_json(path) == {"v": 1}
+
+
 def test_damaged_json_of_any_length_reads_as_absent(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     data = json.dumps({"verify": [1.0, 1.5, 2.0], "note": "é"}).encode()

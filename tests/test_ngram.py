@@ -9,7 +9,7 @@ import numpy as np
 
 from spec_cli.drafters.ngram import NgramDrafter
 from spec_cli.ngram_counts import NgramCounts
-from spec_cli.ngram_store import PersistentNgrams, read_counts, write_counts
+from spec_cli.ngram_store import STATIC_MIN_ORDER, PersistentNgrams, read_counts, write_counts
 from spec_cli.sampling import SamplingParams
 
 GREEDY = SamplingParams()
@@ -79,12 +79,38 @@ def test_cache_file_round_trip_and_size_bound(tmp_path: Path) -> None:
     counts = NgramCounts()
     counts.add_sequence(list(range(50)) * 3)
     path = tmp_path / "c.npz"
-    assert write_counts(path, counts, "vocab-a", limit=40)
+    assert write_counts(path, counts, "vocab-a", limit=40) == 40
     loaded = read_counts(path)
     assert loaded is not None
     small, vocab = loaded
     assert vocab == "vocab-a"
     assert sum(len(r) for t in small.tables for r in t.values()) == 40
+
+
+def test_a_bounded_cache_keeps_whole_contexts_frequent_and_recent_first() -> None:
+    """Cutting rows one by one would keep a frequent context's main continuation and drop
+    its rarer one, making it look surer than it is; among equally frequent contexts a full
+    cache keeps the newest, so learning goes on once it is full."""
+    counts = NgramCounts()
+    counts.add((1, 2), 3, 5)
+    counts.add((1, 2), 4, 2)  # the context seen 7 times, with two continuations
+    counts.add((5, 6), 7, 6)  # one continuation, 6 times: its row outranks (1, 2) -> 4
+    counts.add((8, 9), 1, 1)
+    counts.add((9, 8), 1, 1)  # added last: kept before (8, 9) at equal counts
+    kept = NgramCounts.from_arrays(**counts.to_arrays(limit=4))
+    assert kept.tables[2] == {(1, 2): {3: 5, 4: 2}, (5, 6): {7: 6}, (9, 8): {1: 1}}
+
+
+def test_corpus_caches_keep_no_single_token_contexts(tmp_path: Path) -> None:
+    """The drafter reads a corpus cache from two-token contexts up, so a build spends its
+    row budget there."""
+    counts = NgramCounts()
+    counts.add_sequence([1, 2, 3, 1, 2, 4])
+    path = tmp_path / "c.npz"
+    assert write_counts(path, counts, "v", min_order=STATIC_MIN_ORDER)
+    loaded = read_counts(path)
+    assert loaded is not None
+    assert not loaded[0].tables[1] and loaded[0].tables[2][(1, 2)] == {3: 1, 4: 1}
 
 
 def test_corrupt_or_truncated_cache_is_ignored_and_rebuilt(tmp_path: Path) -> None:
@@ -156,7 +182,7 @@ def test_spec_ngram_build_writes_a_cache_that_run_accepts(tiny_model: str, tmp_p
         timeout=60,
     )
     assert build.returncode == 0, build.stderr
-    assert build.stdout == "" and "learned" in build.stderr
+    assert build.stdout == "" and "kept" in build.stderr and "n-gram rows" in build.stderr
     loaded = read_counts(cache)
     assert loaded is not None and len(loaded[0]) > 0
 

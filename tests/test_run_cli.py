@@ -338,6 +338,17 @@ def test_seed_minus_one_asks_for_a_random_seed(
     assert spec(env, *base(prompt_file, tiny_model, "--seed", "-2")).returncode == 2
 
 
+def test_a_misspelt_drafter_is_refused_before_any_model_loads(
+    env: dict[str, str], prompt_file: str
+) -> None:
+    """A model that does not exist shows the drafter is checked first, as a usage error."""
+    proc = spec(env, *base(prompt_file, "missing.gguf", "--drafter", "prompt_lookup"))
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and proc.stdout == b""
+    assert "'prompt_lookup' is not one of auto, none, prompt-lookup" in err
+    assert "missing.gguf" not in err
+
+
 def test_a_small_context_drafts_within_its_batch(
     env: dict[str, str], prompt_file: str, tiny_model: str
 ) -> None:

@@ -96,6 +96,19 @@ def check_gguf(path: str) -> None:
         raise ModelError(f"{path} is not a GGUF model file (wrong magic bytes)")
 
 
+def decode_failure(rc: int, name: str) -> str:
+    """A user's line for llama_decode's return code (1: no cache slot, 2: aborted,
+    -1: a bad batch, below: a failed computation, usually memory)."""
+    if rc == 1:
+        return f"{name}: llama.cpp found no room in the KV cache: raise --ctx-size"
+    if rc == 2:
+        return f"{name}: llama.cpp aborted the computation"
+    return (
+        f"{name}: llama.cpp could not evaluate a batch (llama_decode code {rc}); if it ran "
+        "out of memory, lower --ctx-size or offload fewer --gpu-layers"
+    )
+
+
 class LlamaCppBackend:
     """One llama.cpp model + context, holding a single sequence (seq 0)."""
 
@@ -246,7 +259,7 @@ class LlamaCppBackend:
             if rc != 0:
                 # Leave the cache as it was before this chunk.
                 lc.llama_memory_seq_rm(self._mem, 0, pos0, -1)
-                raise RuntimeError(f"llama_decode failed with code {rc}")
+                raise ModelError(decode_failure(rc, Path(self.path).name))
             self._cached.extend(tokens[start : start + chunk])
             start += chunk
         if n_logits == 0:
@@ -263,16 +276,6 @@ class LlamaCppBackend:
             del self._cached[n:]
 
     # -- metadata -------------------------------------------------------------------------
-
-    def meta(self, key: str) -> str | None:
-        buf = ctypes.create_string_buffer(4096)
-        n = lc.llama_model_meta_val_str(self._model, key.encode(), buf, 4096)
-        if n < 0:
-            return None
-        if n >= 4096:
-            buf = ctypes.create_string_buffer(n + 1)
-            lc.llama_model_meta_val_str(self._model, key.encode(), buf, n + 1)
-        return buf.value.decode("utf-8", errors="replace")
 
     def chat_template(self) -> str | None:
         tmpl = lc.llama_model_chat_template(self._model, None)

@@ -8,10 +8,8 @@ the `none` method's answers as history, so all methods see the same conversation
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,13 +25,14 @@ from spec_cli.sampling import SamplingParams
 from spec_cli.stats import GenerationStats
 
 BASELINE = "none"
-NO_LEARN = "SPEC_NO_LEARN"  # read by Session.make_drafter for the n-gram drafter
 
 
 class BenchSession(Protocol):
     """What the runner needs from a `Session` (tests may pass a fake)."""
 
-    def make_drafter(self, name: str, ngram_cache: str | None = None) -> Drafter: ...
+    def make_drafter(
+        self, name: str, ngram_cache: str | None = None, learn: bool | None = None
+    ) -> Drafter: ...
 
     def has_chat_template(self) -> bool: ...
 
@@ -81,21 +80,6 @@ class Measurement:
     tokens: list[int] = field(default_factory=list)
     text: str = ""
     finish_reason: str = ""
-
-
-@contextmanager
-def _no_learned_ngrams() -> Iterator[None]:
-    """Drafters built here neither read nor update the learned n-gram cache: it would hold
-    earlier benchmark runs' answers to these very prompts and inflate `ngram` and `auto`."""
-    previous = os.environ.get(NO_LEARN)
-    os.environ[NO_LEARN] = "1"
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[NO_LEARN]
-        else:
-            os.environ[NO_LEARN] = previous
 
 
 def rotated(methods: Sequence[str], shift: int) -> list[str]:
@@ -165,9 +149,10 @@ class BenchRunner:
         try:
             # One drafter per method for the whole run, as one `spec chat` session keeps it;
             # `begin` resets per-generation state.
-            with _no_learned_ngrams():
-                for method in s.methods:
-                    drafters[method] = self.session.make_drafter(method, ngram_cache=s.ngram_cache)
+            # Nothing learned in earlier runs: the learned n-grams would hold earlier
+            # benchmark runs' answers to these very prompts and inflate `ngram` and `auto`.
+            for method in s.methods:
+                drafters[method] = self.session.make_drafter(method, s.ngram_cache, learn=False)
             self._warm_up(drafters)
             group = 0
             for index, prompt in enumerate(self.prompts):

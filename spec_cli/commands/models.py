@@ -282,7 +282,7 @@ def check(target: Ref, draft: Ref) -> None:
         if path is None:
             raise _not_downloaded(ref)
         try:
-            backend = LlamaCppBackend(path, LoadOptions(n_ctx=256))
+            backend = LlamaCppBackend(path, LoadOptions(vocab_only=True))
         except ModelError:
             hub.explain_load_failure(path)
             raise

@@ -23,14 +23,14 @@ def build(
     ] = 2_000_000,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite OUTPUT.")] = False,
 ) -> None:
-    """Count the 1..4-gram continuations of FILES with MODEL's tokenizer into OUTPUT."""
+    """Count the 2..4-gram continuations of FILES with MODEL's tokenizer into OUTPUT."""
     import sys
 
     from spec_cli import hub
     from spec_cli.backend.llama_cpp import LlamaCppBackend, LoadOptions
     from spec_cli.errors import SpecError, UsageError
-    from spec_cli.ngram_counts import NgramCounts
-    from spec_cli.ngram_store import write_counts
+    from spec_cli.ngram_counts import MAX_ORDER, NgramCounts
+    from spec_cli.ngram_store import STATIC_MIN_ORDER, write_counts
     from spec_cli.prompts import decode_prompt
 
     if output.is_dir():
@@ -51,7 +51,8 @@ def build(
             tokens = tokenizer.tokenize(decode_prompt(data, str(path)), add_bos=False)
             counts.add_sequence(tokens)
             n_tokens += len(tokens)
-        if not write_counts(output, counts, tokenizer.vocab_id(), limit):
+        rows = write_counts(output, counts, tokenizer.vocab_id(), limit, STATIC_MIN_ORDER)
+        if rows is None:
             raise SpecError(
                 f"cannot write {output}: check the directory exists, is writable and has space"
             )
@@ -62,6 +63,7 @@ def build(
     finally:
         tokenizer.close()
     sys.stderr.write(
-        f"learned {min(len(counts), limit)} n-gram contexts from {n_tokens} tokens "
+        f"kept {rows} n-gram rows (contexts of {STATIC_MIN_ORDER} to {MAX_ORDER} tokens) "
+        f"from {n_tokens} tokens "
         f"in {len(files)} file(s) -> {output}\n"
     )

@@ -21,9 +21,24 @@ DraftModel = Annotated[
         "...): the target's own quantized copy, made once.",
     ),
 ]
+
+
+def _known_drafter(name: str) -> str:
+    """Refuse a misspelt drafter before any model loads."""
+    from spec_cli.session import DRAFTERS
+
+    if name not in DRAFTERS:
+        raise typer.BadParameter(f"{name!r} is not one of {', '.join(DRAFTERS)}")
+    return name
+
+
 DrafterName = Annotated[
     str,
-    typer.Option("--drafter", help="auto, none (plain decoding), prompt-lookup, ngram or model."),
+    typer.Option(
+        "--drafter",
+        callback=_known_drafter,
+        help="auto, none (plain decoding), prompt-lookup, ngram or model.",
+    ),
 ]
 DEFAULT_DRAFT_MAX = 32  # spec_cli.engine.DEFAULT_DRAFT_MAX, without importing the engine
 DraftMax = Annotated[int, typer.Option("--draft-max", min=0, max=64, help="Longest draft.")]

@@ -80,17 +80,7 @@ def run(
         draft = None
     opts = ModelOptions(model, draft, ctx_size, threads, gpu_layers, draft_gpu_layers, auto_draft)
     with sigterm_as_interrupt(), open_session(opts) as session:
-        if system is not None and not session.has_chat_template():
-            raise UsageError(
-                f"{session.model_path} has no chat template, so it takes no --system prompt"
-            )
-        session.refuse_oversized(text)
-        if raw or not session.has_chat_template():
-            prompt = session.raw_prompt(text)
-        else:
-            messages = [{"role": "system", "content": system}] if system else []
-            messages.append({"role": "user", "content": text})
-            prompt = session.chat_prompt(messages)
+        prompt = session.prompt(text, system, raw)
         check_fits(session.target, prompt)  # before the drafter's calibration
         if max_tokens == o.UNLIMITED:
             max_tokens = session.target.n_ctx - len(prompt)
@@ -108,7 +98,6 @@ def run(
         result = consume(events, renderer.handle if renderer else None, gen_stats)
         if renderer:
             renderer.close()
-        active.close()
         gen_stats.wall_seconds = time.perf_counter() - started
         finish_report(
             result,
@@ -119,5 +108,6 @@ def run(
             json_out=json_out,
             show_stats=stats,
         )
+        active.close()  # saves what it learned: after the answer is out, which comes first
     if result.finish_reason == "interrupted":
         sys.exit(130)

@@ -93,7 +93,7 @@ class AutoDrafter:
         if model is not None:
             model.should_continue = self._model_should_continue
         self._max_len = 0
-        self._verify_started = 0.0  # when the last draft went to the target
+        self._verify_started: float | None = None  # when this step's draft went to the target
         self._batch = 1
         self._warmup = WARMUP_STEPS
         self._hopeless_costs: CostModel | None = None
@@ -120,12 +120,37 @@ class AutoDrafter:
         sampling: SamplingParams,
         rng: np.random.Generator,
     ) -> Draft:
-        best_value = 1.0 / self.costs.verify_cost(1)
-        best = Draft(source=self.name)
         self._candidates = []
         self._cut = {}
         self._start = len(context)
         self._sampling, self._rng = sampling, rng
+        best_value, best = self._best_cheap(context, max_len, sampling, rng)
+        # Warming up forces drafting, never reading: the prompt, or text cheap drafters
+        # produced, is read only when the catch-up rule says it pays.
+        lag = self.model.pending(context) if self.model is not None else 0
+        may_warm = self._warming() and max_len > 0
+        warming = may_warm and lag <= ROUTINE_CATCH_UP
+        if self.model is not None and (
+            warming or self._model_worth_it(context, lag, best_value, max_len)
+        ):
+            best = self._model_draft(context, max_len, may_warm, best_value, best)
+        else:
+            self._since_model += 1
+        self._batch = len(best) + 1
+        self._verify_started = time.perf_counter()
+        return best
+
+    def _best_cheap(
+        self,
+        context: Sequence[int],
+        max_len: int,
+        sampling: SamplingParams,
+        rng: np.random.Generator,
+    ) -> tuple[float, Draft]:
+        """The cheap drafters' best draft and its value (tokens per call), or an empty
+        draft valued as plain decoding; every proposal becomes a candidate to learn from."""
+        best_value = 1.0 / self.costs.verify_cost(1)
+        best = Draft(source=self.name)
         # Cheap guesses start from hopeful priors: judge them the more cautiously the
         # more a wrong token costs (a second token in a call: ~1x more on a compute-bound
         # target, ~0.3x on a bandwidth-bound one).
@@ -157,44 +182,43 @@ class AutoDrafter:
             self._candidates.append(cand)
             if k > 0 and value > best_value:
                 best_value, best = value, cand.truncated(k)
-        # Warming up forces drafting, never reading: the prompt, or text cheap drafters
-        # produced, is read only when the catch-up rule says it pays.
-        lag = self.model.pending(context) if self.model is not None else 0
-        may_warm = self._warming() and max_len > 0
-        warming = may_warm and lag <= ROUTINE_CATCH_UP
-        if self.model is not None and (
-            warming or self._model_worth_it(context, lag, best_value, max_len)
-        ):
-            self._max_len = max_len
-            cand = self.model.draft(context, max_len, sampling, rng)
-            self._model_calls, self._model_ran = len(cand), True
-            if self.learn_costs:
-                for seconds in self.model.step_seconds:
-                    self.online.observe_draft(seconds)
-            self._since_model = 0
-            if cand.tokens:
-                self._candidates.append(cand)
-            # A reading paid for on the warm-up's hopes makes its draft the warm-up's
-            # next try (judged by the prior alone, it would be thrown away).
-            if may_warm:
-                self._warmup -= 1
-                best_value, best = float("inf"), cand
-            elif cand.tokens and not sampling.greedy:
-                # Run on expectations alone, a sampled draft goes whole: keeping it or
-                # cutting it by the tokens it drew would skew rejection sampling. It has
-                # already stopped where one more token stopped paying (should_continue
-                # looks only at tokens kept).
-                best_value, best = float("inf"), cand
-            elif cand.tokens:
-                est = self.acceptance.estimate(cand)
-                k, value = self.costs.best_length(est, self.costs.draft_token, len(cand))
-                if k > 0 and value > best_value:
-                    best_value, best = value, cand.truncated(k)
-        else:
-            self._since_model += 1
-        self._batch = len(best) + 1
-        self._verify_started = time.perf_counter()
-        return best
+        return best_value, best
+
+    def _model_draft(
+        self,
+        context: Sequence[int],
+        max_len: int,
+        may_warm: bool,
+        best_value: float,
+        best: Draft,
+    ) -> Draft:
+        """Run the draft model; its draft if it beats `best` (worth `best_value`)."""
+        assert self.model is not None
+        self._max_len = max_len
+        cand = self.model.draft(context, max_len, self._sampling, self._rng)
+        self._model_calls, self._model_ran = len(cand), True
+        if self.learn_costs:
+            for seconds in self.model.step_seconds:
+                self.online.observe_draft(seconds)
+        self._since_model = 0
+        if cand.tokens:
+            self._candidates.append(cand)
+        # A reading paid for on the warm-up's hopes makes its draft the warm-up's next try
+        # (judged by the prior alone, it would be thrown away).
+        if may_warm:
+            self._warmup -= 1
+            return cand
+        if not cand.tokens:
+            return best
+        if not self._sampling.greedy:
+            # Run on expectations alone, a sampled draft goes whole: keeping it or cutting
+            # it by the tokens it drew would skew rejection sampling. It has already
+            # stopped where one more token stopped paying (should_continue looks only at
+            # tokens kept).
+            return cand
+        est = self.acceptance.estimate(cand)
+        k, value = self.costs.best_length(est, self.costs.draft_token, len(cand))
+        return cand.truncated(k) if k > 0 and value > best_value else best
 
     def _break_even(self, max_len: int) -> float:
         """break_even, recomputed only when the costs or the length limit change."""
@@ -247,9 +271,12 @@ class AutoDrafter:
 
     def feedback(self, context: Sequence[int], draft: Draft, accepted: int) -> None:
         # The engine verifies between our draft() and this call: that is the target's time.
-        if self.learn_costs:
-            self.online.observe(self._batch, time.perf_counter() - self._verify_started)
-        self._learn_acceptance(context, draft, accepted)
+        # A step the engine ran without asking us (no room left to draft) teaches nothing.
+        if self._verify_started is not None:
+            if self.learn_costs:
+                self.online.observe(self._batch, time.perf_counter() - self._verify_started)
+            self._learn_acceptance(context, draft, accepted)
+        self._verify_started, self._candidates = None, []
         cost = self.costs.verify_cost(len(draft) + 1) + self.costs.draft_token * self._model_calls
         by_model = draft.source == ModelDrafter.name
         self._catch_up.on_step(by_model, self._model_ran, accepted + 1, cost)

@@ -66,7 +66,8 @@ class CatchUpPolicy:
         """Whether to pay `catch_up` now, a model step being predicted to yield
         `predicted` (tokens, cost): never when the tokens left could not pay it back; at
         once for a first reading that a share of them repays; else once the rent paid
-        reaches the price it had when renting began."""
+        reaches the price it had when renting began. Asking also records the prediction
+        (which the rent is then reckoned with) and, once, the price."""
         self._prior = predicted
         if catch_up <= 0:
             return True
