@@ -139,6 +139,8 @@ class ChatRepl:
         self.reused = 0  # prompt tokens found in the KV cache instead
         self._drafters: dict[str, Drafter] = {}
         self.drafter = self._drafter(settings.drafter)
+        self._on_file = list(conversation.messages)  # what a file holds (--load, /save)
+        self._discard_for: str | None = None  # a /load that was warned of unsaved messages
 
     def _drafter(self, name: str) -> Drafter:
         # Kept by name: a drafter keeps what it learned over turns and /drafter switches.
@@ -168,6 +170,7 @@ class ChatRepl:
                 else:
                     # Surrounding blank lines are noise; leading indentation may be code.
                     message = text[1:] if text.startswith("//") else text
+                    self._discard_for = None
                     self.answer(message.rstrip().lstrip("\n"))
             except SpecError as e:
                 self.failed += 1
@@ -236,6 +239,8 @@ class ChatRepl:
                 f"unknown command /{parts[0]}: {hint}/help lists the commands "
                 "(start a message with // to send a leading /)"
             )
+        if name != "load":
+            self._discard_for = None  # a warned /load must come right after its warning
         if name == "exit":
             return False
         if name in SETTINGS:
@@ -349,12 +354,22 @@ class ChatRepl:
             "settings": asdict(self.settings),
         }
         path = self.conv.save(arg, extra)
+        self._on_file = list(self.conv.messages)
         self.term.note(f"saved {self.conv.exchanges} exchange(s) to {path}")
 
     def _cmd_load(self, arg: str) -> None:
         if not arg:
             raise UsageError("/load needs a file name, e.g. /load chat.json")
+        if self.conv.messages != self._on_file and self._discard_for != arg:
+            self._discard_for = arg
+            self.term.warn(
+                f"the conversation has {self.conv.exchanges} exchange(s) not saved: "
+                f"/save FILE keeps them; /load {arg} again discards them"
+            )
+            return
+        self._discard_for = None
         path = self.conv.load(arg)
+        self._on_file = list(self.conv.messages)
         self.term.note(f"loaded {self.conv.exchanges} exchange(s) from {path}")
         system = self.conv.system
         self.term.note(f"system prompt: {system}" if system else "no system prompt")

@@ -234,11 +234,15 @@ def load_catalog(builtin: Path | None = None, user: Path | None = None) -> Catal
     _merge(user, _read(user), presets, "user")
     aliases: dict[str, str] = {}
     for preset in presets.values():
-        where = user if preset.origin.startswith("user") else builtin
         for alias in preset.aliases:
-            if alias in presets and alias != preset.name:
+            named = presets.get(alias)
+            if named is not None and named is not preset:
+                if named.origin == "user" and preset.origin != "user":
+                    continue  # the user's own preset of that name wins over a shipped alias
+                mine = "user" in (named.origin.split("+")[0], preset.origin.split("+")[0])
                 raise ConfigError(
-                    f"{where}: alias {alias!r} of {preset.name} is also a preset name"
+                    f"{user if mine else builtin}: alias {alias!r} of {preset.name} is also "
+                    "a preset name: rename one of them"
                 )
             aliases[alias] = preset.name
     for preset in presets.values():

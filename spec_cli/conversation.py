@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from spec_cli.backend.base import common_prefix
 from spec_cli.errors import PromptError, SpecError
+from spec_cli.outfiles import check_output, write_file
 
 if TYPE_CHECKING:
     from spec_cli.session import Session
@@ -200,12 +201,14 @@ class Conversation:
         return doc
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        target = Path(path).expanduser()
+        """Write the conversation to `path`: a new file, or one an earlier /save wrote."""
+        target = check_output(str(path), force=True)
+        if target.exists() and not _is_saved_conversation(target):
+            raise ConversationFileError(
+                f"{path} exists and is not a saved conversation: choose another name"
+            )
         data = json.dumps(self.to_dict(extra), ensure_ascii=False, indent=2) + "\n"
-        try:
-            target.write_text(data, encoding="utf-8")
-        except OSError as e:
-            raise ConversationFileError(f"cannot write {target}: {e.strerror}") from None
+        write_file(target, data.encode("utf-8"))
         return target
 
     def load(self, path: str | Path) -> Path:
@@ -230,6 +233,14 @@ class Conversation:
         self._start = 0
         self._forget_tokens()
         return source
+
+
+def _is_saved_conversation(path: Path) -> bool:
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("format") == FORMAT
 
 
 def parse_document(doc: Any, where: str) -> tuple[str | None, list[Message]]:

@@ -216,6 +216,8 @@ def _tensor_bytes(dims: list[int], ggml_type: int) -> int | None:
 def read_info(path: str) -> GGUFInfo:
     """Parse the header of the GGUF at `path`; ModelError when it is not a readable GGUF."""
     p = Path(path)
+    if p.is_dir():
+        raise ModelError(f"{path} is a directory: give the .gguf file inside it")
     if not p.is_file():
         raise ModelError(f"model file not found: {path}")
     file_size = p.stat().st_size

@@ -87,6 +87,8 @@ def resolve(reference: str | None, *, notify: Notify | None = None) -> str:
     from spec_cli import hfcache
 
     notify = notify or note
+    if reference is not None and not reference.strip():
+        raise UsageError("an empty model name: give a .gguf path, a preset or hf:OWNER/REPO/FILE")
     if reference is not None and reference.startswith("hf:"):
         return hfcache.fetch(hfcache.parse_ref(reference), notify)
     preset = find_preset(reference)

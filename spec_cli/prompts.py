@@ -6,7 +6,7 @@ import codecs
 import sys
 from pathlib import Path
 
-from spec_cli.errors import PromptError
+from spec_cli.errors import PromptError, UsageError
 
 
 def decode_prompt(data: bytes, where: str) -> str:
@@ -34,10 +34,18 @@ def read_prompt(path: str | None) -> str:
     """The prompt from PATH, or from stdin for `-` (or no path with piped input)."""
     if path is None or path == "-":
         if path is None and sys.stdin.isatty():
-            raise PromptError("no prompt: give a PROMPT_FILE, or pipe text in with `-`")
+            raise UsageError("no prompt: give a PROMPT_FILE, or pipe text in with `-`")
         return decode_prompt(sys.stdin.buffer.read(), "standard input")
+    if not path.strip():
+        raise UsageError("the prompt file name is empty: give a PROMPT_FILE, or - for stdin")
     p = Path(path)
     if not p.exists():
+        if " " in path.strip() or "\n" in path:
+            # Reads as text meant as the prompt itself (as `llm "..."` takes it).
+            raise PromptError(
+                f"prompt file not found: {path!r}; to give the text itself, pipe it in: "
+                f"echo '...' | spec run -"
+            )
         raise PromptError(f"prompt file not found: {path}")
     if p.is_dir():
         raise PromptError(f"{path} is a directory, not a prompt file")

@@ -132,6 +132,26 @@ def test_bad_options_fail_fast_with_one_line(
     assert proc.stdout == ""
 
 
+def test_result_files_never_replace_the_suite_or_an_existing_file_unasked(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Results are minutes of measuring, a suite is the user's work: writing over either
+    takes --force, and the suite being read is never written over at all."""
+    suite = tmp_path / "s.jsonl"
+    suite.write_text('{"id": "a", "category": "qa", "turns": ["q"]}\n')
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text("{}")
+    args = ["bench", "--model", "/no/model.gguf", "--suite", str(suite)]
+    for extra, message in [
+        (["--json", str(earlier)], "already exists: pass --force to overwrite it"),
+        (["--csv", str(suite), "--force"], "is one of the files read: write elsewhere"),
+    ]:
+        proc = spec(env, *args, *extra)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert message in proc.stderr
+    assert earlier.read_text() == "{}" and suite.read_text().startswith('{"id": "a"')
+
+
 def test_bad_suite_file_names_the_line(env: dict[str, str], tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "category": "qa", "turns": ["q"]}\n{"id": "b", "turns": ["q"]}\n')

@@ -6,8 +6,6 @@ import csv
 import io
 import json
 import math
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from spec_cli.bench.metrics import OVERALL, ROW_FIELDS, geometric_mean, result_rows
-from spec_cli.bench.outputs import OutputFiles, csv_bytes, json_bytes, write_file
+from spec_cli.bench.outputs import OutputFiles, csv_bytes, json_bytes
 from spec_cli.bench.recommend import RunOptions, run_command
 from spec_cli.bench.report import Report, build_report
 from spec_cli.bench.runner import Measurement
@@ -299,14 +297,3 @@ def test_plot_needs_matplotlib_and_writes_a_png(
         UsageError, match=r"--plot needs matplotlib: pip install 'spec-cli\[plot\]'"
     ):
         OutputFiles(None, None, str(tmp_path / "p.png"))
-
-
-def test_files_are_replaced_whole_with_ordinary_permissions(tmp_path: Path) -> None:
-    target = tmp_path / "r.json"
-    write_file(str(target), b"old")
-    write_file(str(target), b"new")
-    assert target.read_bytes() == b"new"
-    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary left behind
-    mask = os.umask(0)
-    os.umask(mask)
-    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask

@@ -163,6 +163,29 @@ def test_piped_chat_keeps_answers_on_stdout_and_the_rest_on_stderr(tmp_path: Pat
 
 
 @pytest.mark.real
+def test_load_over_unsaved_exchanges_asks_to_be_repeated_right_away(tmp_path: Path) -> None:
+    """/load replaces the conversation: with exchanges not saved it warns first, and goes
+    ahead only when repeated as the very next command."""
+    other = tmp_path / "other.json"
+    other.write_text(
+        json.dumps([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}])
+    )
+    load = f"/load {other}\n"
+    done = subprocess.run(
+        [*SPEC, "chat", "-n", "4", "--drafter", "none"],
+        input=f"Say hi.\n{load}/stats\n{load}{load}/stats\n",
+        capture_output=True,
+        text=True,
+        env=chat_env(tmp_path),
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("1 exchange(s) not saved: /save FILE keeps them") == 2
+    assert done.stderr.count("loaded 1 exchange(s)") == 1
+    assert done.stderr.index("loaded 1 exchange(s)") > done.stderr.rindex("not saved")
+
+
+@pytest.mark.real
 def test_piped_chat_goes_on_after_a_failing_line_and_exits_1_at_the_end(tmp_path: Path) -> None:
     """A line that is not text, or a bad command, is reported and skipped; the script
     still learns from the exit code that something failed."""

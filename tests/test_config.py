@@ -115,6 +115,14 @@ def test_a_user_table_changes_only_the_fields_it_sets(tmp_path: Path) -> None:
     assert mine.chat_template == "{{ messages }}"
 
 
+def test_a_user_preset_named_like_a_shipped_alias_takes_the_name(tmp_path: Path) -> None:
+    """`default` is an alias of the shipped SmolLM2: a user preset called `default` is what
+    the user means by it from then on, not an error in a file they never wrote."""
+    user = write(tmp_path / "models.toml", "[models.default]\npath = '/models/mine.gguf'\n")
+    mine = load_catalog(user=user).get("default")
+    assert mine is not None and mine.origin == "user" and mine.path == "/models/mine.gguf"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -237,6 +237,20 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert backend.text(other.prepare("a", 4).prompt) == backend.text(conv.prepare("a", 4).prompt)
 
 
+def test_save_replaces_an_earlier_save_but_no_other_file(tmp_path: Path) -> None:
+    conv = make()
+    answer(conv, "ab")
+    path = conv.save(tmp_path / "chat.json")
+    answer(conv, "a")
+    conv.save(path)  # saving again as the talk goes on
+    assert len(json.loads(path.read_text())["messages"]) == 4
+    notes = tmp_path / "notes.md"
+    notes.write_text("my notes")
+    with pytest.raises(ConversationFileError, match="exists and is not a saved conversation"):
+        conv.save(notes)
+    assert notes.read_text() == "my notes"
+
+
 def test_load_accepts_a_plain_message_list_with_a_system_message(tmp_path: Path) -> None:
     path = tmp_path / "openai.json"
     path.write_text(

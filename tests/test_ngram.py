@@ -230,7 +230,7 @@ def test_spec_ngram_build_never_overwrites_a_corpus_and_asks_before_replacing(
         )
 
     same = build(corpus, "--force")
-    assert same.returncode == 2 and "one of the corpus files" in same.stderr
+    assert same.returncode == 2 and "is one of the files read" in same.stderr
     assert corpus.read_text(encoding="utf-8") == "some words to count\n"
     cache = tmp_path / "c.npz"
     assert build(cache).returncode == 0

@@ -86,7 +86,7 @@ def check_gguf(path: str) -> None:
     if not p.exists():
         raise ModelError(f"model file not found: {path}")
     if p.is_dir():
-        raise ModelError(f"{path} is a directory, not a GGUF model file")
+        raise ModelError(f"{path} is a directory: give the .gguf file inside it")
     try:
         with p.open("rb") as f:
             magic = f.read(4)

@@ -66,6 +66,9 @@ def bench(
             metavar="FILE",
         ),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Overwrite existing --json/--csv/--plot files.")
+    ] = False,
     model: o.Model = None,
     draft: o.DraftModel = None,
     ctx_size: o.CtxSize = 4096,
@@ -110,7 +113,8 @@ def bench(
     loaded = load_suite(suite)
     if category:
         loaded = loaded.only(category)
-    files = OutputFiles(json_out, csv_out, plot)
+    inputs = [suite] if suite not in BUILTIN else []
+    files = OutputFiles(json_out, csv_out, plot, force=force, inputs=inputs)
     settings = BenchSettings(
         chosen,
         repeats,

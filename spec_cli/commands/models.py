@@ -315,23 +315,17 @@ def quantize(
     from spec_cli.backend.llama_cpp import quantize as llama_quantize
     from spec_cli.errors import ModelError, UsageError
     from spec_cli.ggufinfo import human_size
+    from spec_cli.outfiles import check_output
     from spec_cli.signals import sigterm_as_interrupt
 
     kind = kind.lower()
     if kind not in FTYPES:
         raise UsageError(f"unknown --type {kind!r}: use one of {', '.join(FTYPES)}")
     src_path = hub.resolve(src)
-    out = Path(dst).expanduser()
-    if out.is_dir():
-        raise UsageError(f"{dst} is a directory: give the output file's name")
-    if out.exists() and not force:
-        raise UsageError(f"{dst} already exists: pass --force to overwrite it")
-    if out.exists() and out.resolve() == Path(src_path).resolve():
-        raise UsageError("DST is the source file: write the quantized model elsewhere")
+    out = check_output(dst, force=force, inputs=[src_path])
     # Write beside DST and rename: an interrupted run never leaves a broken DST.
     tmp = out.with_name(f".{out.name}.partial")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         tmp.touch()  # fail now, with the reason, rather than inside llama.cpp
     except OSError as e:
         raise ModelError(f"cannot write {dst}: {e.strerror or e}") from None

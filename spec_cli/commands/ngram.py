@@ -28,17 +28,13 @@ def build(
 
     from spec_cli import hub
     from spec_cli.backend.llama_cpp import LlamaCppBackend, LoadOptions
-    from spec_cli.errors import SpecError, UsageError
+    from spec_cli.errors import SpecError
     from spec_cli.ngram_counts import MAX_ORDER, NgramCounts
     from spec_cli.ngram_store import STATIC_MIN_ORDER, write_counts
+    from spec_cli.outfiles import check_output
     from spec_cli.prompts import decode_prompt
 
-    if output.is_dir():
-        raise UsageError(f"{output} is a directory: give the cache file's name")
-    if any(output.exists() and path.exists() and output.samefile(path) for path in files):
-        raise UsageError(f"{output} is one of the corpus files: write the cache elsewhere")
-    if output.exists() and not force:
-        raise UsageError(f"{output} already exists: pass --force to overwrite it")
+    output = check_output(str(output), force=force, inputs=[str(f) for f in files])
     tokenizer = LlamaCppBackend(hub.resolve(model), LoadOptions(vocab_only=True))
     counts = NgramCounts()
     n_tokens = 0
@@ -48,9 +44,14 @@ def build(
                 data = path.read_bytes()
             except OSError as e:
                 raise SpecError(f"cannot read {path}: {e.strerror}") from None
+            if not data.strip():
+                hub.note(f"skipping {path}: it is empty")
+                continue
             tokens = tokenizer.tokenize(decode_prompt(data, str(path)), add_bos=False)
             counts.add_sequence(tokens)
             n_tokens += len(tokens)
+        if not n_tokens:
+            raise SpecError("the files hold no text to learn from")
         rows = write_counts(output, counts, tokenizer.vocab_id(), limit, STATIC_MIN_ORDER)
         if rows is None:
             raise SpecError(

@@ -1,0 +1,70 @@
+"""Files a user names for a command to write: checked before any work, written whole.
+
+A link is written through (its target gets the new content, the link stays), an existing
+file is replaced only with --force where the command has it, and devices, pipes and
+missing directories are refused: an output path that is mistyped or names something
+else must not cost the user a file, or leave stray folders behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from spec_cli.errors import SpecError, UsageError
+
+
+def check_output(
+    path: str, *, option: str = "", force: bool = False, inputs: Iterable[str] = ()
+) -> Path:
+    """The file to write for `path` (a link's target), or a one-line UsageError.
+
+    `option` names the flag in messages; `inputs` are files the command reads, which it
+    must never write over, --force or not.
+    """
+    where = f"{option} {path}" if option else path
+    given = Path(path).expanduser()
+    real = given.resolve() if given.is_symlink() else given
+    if real.is_dir():
+        raise UsageError(f"{where} is a directory: give a file name")
+    if real.exists() and not real.is_file():
+        raise UsageError(f"{where} is not a regular file (a device or a pipe): give a file name")
+    parent = real.parent
+    if not parent.is_dir():
+        raise UsageError(f"{where}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{where}: directory {parent} is not writable")
+    if real.exists():
+        for source in inputs:
+            with contextlib.suppress(OSError):
+                if real.samefile(source):
+                    raise UsageError(f"{where} is one of the files read: write elsewhere")
+        if not force:
+            raise UsageError(f"{where} already exists: pass --force to overwrite it")
+    return real
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically (a reader never sees half a file), with the
+    usual permissions for a new file; a one-line SpecError when it cannot."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise SpecError(f"cannot write {path}: {e.strerror or e}") from None
