@@ -84,8 +84,10 @@ def main() -> None:
         sys.stderr.write("\n")
         sys.exit(130)
     except click_exception as e:
-        e.show()  # type: ignore[attr-defined]
-        sys.exit(e.exit_code)  # type: ignore[attr-defined]
+        line = _click_line(e)
+        if not line:  # `spec` alone: the help it asked for is shown
+            sys.exit(e.exit_code)  # type: ignore[attr-defined]
+        _fail(line, e.exit_code)  # type: ignore[attr-defined]
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         sys.exit(130)
@@ -107,6 +109,16 @@ def main() -> None:
     if isinstance(rv, int) and rv:
         sys.exit(rv)
     _flush_stdout()
+
+
+def _click_line(e: BaseException) -> str:
+    """A usage error as one line like every other error, pointing at the command's help
+    (click's own takes three: usage, a hint and the error)."""
+    line: str = e.format_message().strip()  # type: ignore[attr-defined]
+    ctx = getattr(e, "ctx", None)
+    if line and ctx is not None:
+        line = f"{line.rstrip('.')} (see {ctx.command_path} -h)"
+    return line
 
 
 def _os_error_line(e: OSError) -> str:

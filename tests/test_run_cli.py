@@ -342,6 +342,25 @@ def test_seed_minus_one_asks_for_a_random_seed(
     assert spec(env, *base(prompt_file, tiny_model, "--seed", "-2")).returncode == 2
 
 
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["run", "--bogus"], "No such option: --bogus (see spec run -h)"),
+        (["run", "p.txt", "-n", "many"], "'--max-tokens' / '-n' / '--n-predict'"),
+        (["models", "check"], "Missing argument 'target' (see spec models check -h)"),
+        (["nosuch"], "No such command 'nosuch' (see spec -h)"),
+    ],
+)
+def test_usage_errors_are_one_line_like_every_other_error(
+    env: dict[str, str], args: list[str], expect: str
+) -> None:
+    proc = spec(env, *args)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and proc.stdout == b""
+    assert err.startswith("spec: error: ") and err.count("\n") == 1, err
+    assert expect in err
+
+
 def test_a_misspelt_drafter_is_refused_before_any_model_loads(
     env: dict[str, str], prompt_file: str
 ) -> None:
