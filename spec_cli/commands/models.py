@@ -353,8 +353,12 @@ def rm(name: Name) -> None:
         if preset is None:
             if Path(name).expanduser().exists():
                 raise ModelError(f"{name} is a file, not a preset: delete it yourself")
-            hub.resolve(name)  # raises the unknown-model error with suggestions
-            return
+            close = hub.catalog().suggest(name)
+            maybe = f" (did you mean {' or '.join(close)}?)" if close else ""
+            raise ModelError(
+                f"{name!r} is not a model preset{maybe}: see `spec models list`, "
+                "or give hf:OWNER/REPO/FILE.gguf"
+            )
         freed = hub.remove_preset(preset)
         name = preset.name
     if freed is None:
