@@ -18,7 +18,13 @@ for token; other tools' by text).
     python benchmarks/speed.py --llama-cpp-python   # `none` vs llama-cpp-python's decode
 
 The learned n-gram cache is disabled (SPEC_NO_LEARN=1) so repeats do not teach `auto`
-the answer; the calibration cache is kept.
+the answer; the calibration cache is kept. A method named `auto:warm` (or `ngram:warm`)
+instead reads, and never adds to, what the learned cache would hold after `spec` had
+answered 38 other prompts (replay.py's suite prompts, plain-decoded before the timed runs):
+the model's habitual phrases, as a user's cache holds them after some use, and none of
+the benchmark prompts' answers.
+
+    python benchmarks/speed.py --model F32.gguf --methods none,auto,auto:warm --repeats 5
 """
 
 from __future__ import annotations
@@ -33,12 +39,16 @@ from pathlib import Path
 os.environ.setdefault("SPEC_NO_LEARN", "1")
 
 import numpy as np
+from replay import prompt_texts
 from rivals import LCPP_LOOKUP, LLAMA_LOOKUP, LLAMA_SPEC, LlamaCppExample, LlamaCppPython
 
 from spec_cli.backend.llama_cpp import physical_cores
 from spec_cli.costs import calibrate
+from spec_cli.drafters.base import NoDrafter
+from spec_cli.drafters.ngram import NgramDrafter
 from spec_cli.engine import DEFAULT_DRAFT_MAX, GenerationConfig, generate
 from spec_cli.events import StepEvent, TokenEvent
+from spec_cli.ngram_counts import NgramCounts
 from spec_cli.session import ModelOptions, Session, open_session
 from spec_cli.stats import GenerationStats
 
@@ -54,12 +64,43 @@ def prompt_tokens(session: Session, path: Path) -> list[int]:
     return session.raw_prompt(text)
 
 
+def warm_ngrams(session: Session) -> NgramCounts:
+    """What the learned n-gram cache would hold after `spec` answered the 38 suite
+    prompts replay.py scores (the quick suite and the full suite's copy-heavy ones, none
+    of them a benchmark prompt): their prompts and plain answers, orders 2-4, as
+    NgramDrafter.close teaches it."""
+    learned = NgramCounts()
+    for text in prompt_texts([], suite=True, copy_heavy=True).values():
+        prompt = session.chat_prompt([{"role": "user", "content": text}])
+        events = generate(
+            session.target, NoDrafter(), prompt, GenerationConfig(200), np.random.default_rng(0)
+        )
+        run = NgramCounts()
+        run.add_sequence([*prompt, *(e.token for e in events if isinstance(e, TokenEvent))])
+        run.tables[1] = {}
+        learned.merge(run)
+    return learned
+
+
+WARM = ":warm"  # a method suffix: that drafter reads warm_ngrams() and never adds to it
+
+
 def run_once(
-    session: Session, method: str, prompt: list[int], n: int, draft_max: int = DEFAULT_DRAFT_MAX
+    session: Session,
+    method: str,
+    prompt: list[int],
+    n: int,
+    draft_max: int = DEFAULT_DRAFT_MAX,
+    warm: NgramCounts | None = None,
 ) -> tuple[float, list[int], GenerationStats]:
-    """One generation with a `spec` drafter; `name@N` drafts at most N tokens a step."""
+    """One generation with a `spec` drafter; `name@N` drafts at most N tokens a step,
+    `name:warm` reads `warm` as its learned n-grams."""
     name, _, fixed = method.partition("@")
-    drafter = session.make_drafter(name)
+    drafter = session.make_drafter(name.removesuffix(WARM))
+    if name.endswith(WARM):
+        for cheap in getattr(drafter, "cheap", [drafter]):
+            if isinstance(cheap, NgramDrafter):
+                cheap.learned = warm
     if session.draft is not None:
         session.draft.truncate(0)  # every run reads the prompt afresh, as other tools' do
     stats = GenerationStats()
@@ -139,6 +180,10 @@ def compare_methods(args: argparse.Namespace) -> None:
         session.cost_model()  # calibrate outside the timed runs
         print_machine_state(session)
         rivals = make_rivals(session, args, methods)
+        warm = None
+        if any(m.partition("@")[0].endswith(WARM) for m in methods):
+            warm = warm_ngrams(session)
+            print(f"warm n-grams: {len(warm)} contexts learned from 38 other prompts' answers")
         for path in args.prompts:
             prompt = prompt_tokens(session, path)
             speeds: dict[str, list[float]] = {m: [] for m in methods}
@@ -158,7 +203,7 @@ def compare_methods(args: argparse.Namespace) -> None:
                         speed[m], texts[m] = outcome.tokens_per_second, outcome.text
                     else:
                         speed[m], tokens[m], stats = run_once(
-                            session, m, prompt, args.max_tokens, args.draft_max
+                            session, m, prompt, args.max_tokens, args.draft_max, warm
                         )
                         per_call[m].append(stats.mean_accepted_length)
                         texts[m] = text_of(session, tokens[m])
