@@ -357,13 +357,21 @@ class ChatRepl:
         self._on_file = list(self.conv.messages)
         self.term.note(f"saved {self.conv.exchanges} exchange(s) to {path}")
 
+    def _unsaved_exchanges(self) -> int:
+        """Exchanges that no file holds: those after the last save or load, or all."""
+        messages, kept = self.conv.messages, self._on_file
+        if messages[: len(kept)] == kept:
+            return (len(messages) - len(kept)) // 2
+        return self.conv.exchanges
+
     def _cmd_load(self, arg: str) -> None:
         if not arg:
             raise UsageError("/load needs a file name, e.g. /load chat.json")
-        if self.conv.messages != self._on_file and self._discard_for != arg:
+        unsaved = self._unsaved_exchanges()
+        if unsaved and self._discard_for != arg:
             self._discard_for = arg
             self.term.warn(
-                f"the conversation has {self.conv.exchanges} exchange(s) not saved: "
+                f"the conversation has {unsaved} exchange(s) not saved: "
                 f"/save FILE keeps them; /load {arg} again discards them"
             )
             return

@@ -114,10 +114,10 @@ def main() -> None:
 def _click_line(e: BaseException) -> str:
     """A usage error as one line like every other error, pointing at the command's help
     (click's own takes three: usage, a hint and the error)."""
-    line: str = e.format_message().strip()  # type: ignore[attr-defined]
+    line: str = e.format_message().strip().rstrip(".")  # type: ignore[attr-defined]
     ctx = getattr(e, "ctx", None)
     if line and ctx is not None:
-        line = f"{line.rstrip('.')} (see {ctx.command_path} -h)"
+        line = f"{line} (see {ctx.command_path} -h)"
     return line
 
 

@@ -236,11 +236,13 @@ class Conversation:
 
 
 def _is_saved_conversation(path: Path) -> bool:
+    """Whether /save wrote `path` (its opening says so: a mistyped name may be a model)."""
     try:
-        doc = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        with path.open("rb") as f:
+            head = f.read(256)
+    except OSError:
         return False
-    return isinstance(doc, dict) and doc.get("format") == FORMAT
+    return head.lstrip().startswith(b"{") and f'"format": "{FORMAT}"'.encode() in head
 
 
 def parse_document(doc: Any, where: str) -> tuple[str | None, list[Message]]:

@@ -82,9 +82,11 @@ class NgramCounts:
             for i in order.tolist():
                 size = len(contexts[i][1])
                 if rows + size <= limit:
-                    kept.append(contexts[i])
+                    kept.append(i)
                     rows += size
-            contexts = kept
+            # Written in the order they were added, so "newest" still means newest when
+            # the file is read back and merged again.
+            contexts = [contexts[i] for i in sorted(kept)]
         keys: list[list[int]] = []
         nexts: list[int] = []
         counts: list[int] = []

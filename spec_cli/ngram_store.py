@@ -30,10 +30,10 @@ def read_counts(path: Path) -> tuple[NgramCounts, str] | None:
 STATIC_MIN_ORDER = 2  # a corpus's single-token contexts say little about this text
 
 
-def write_counts(
-    path: Path, counts: NgramCounts, vocab: str, limit: int | None = None, min_order: int = 1
-) -> int | None:
-    """Write the counts (see NgramCounts.to_arrays); the number of rows written, or None."""
+def counts_file(
+    counts: NgramCounts, vocab: str, limit: int | None = None, min_order: int = 1
+) -> tuple[bytes, int]:
+    """The file holding `counts` (see NgramCounts.to_arrays) and how many rows it has."""
     buf = io.BytesIO()
     arrays = counts.to_arrays(limit, min_order)
     np.savez_compressed(
@@ -43,7 +43,12 @@ def write_counts(
         nexts=arrays["nexts"],
         counts=arrays["counts"],
     )
-    return len(arrays["counts"]) if write_atomic(path, buf.getvalue()) else None
+    return buf.getvalue(), len(arrays["counts"])
+
+
+def write_counts(path: Path, counts: NgramCounts, vocab: str, limit: int | None = None) -> bool:
+    """Replace the cache file at `path` atomically; False (nothing changed) on failure."""
+    return write_atomic(path, counts_file(counts, vocab, limit)[0])
 
 
 def check_static(path: str) -> None:
@@ -92,4 +97,4 @@ class PersistentNgrams:
         with locked(self.path):
             current = self.load()
             current.merge(new)
-            return write_counts(self.path, current, self.vocab, PERSISTENT_LIMIT) is not None
+            return write_counts(self.path, current, self.vocab, PERSISTENT_LIMIT)

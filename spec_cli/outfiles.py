@@ -26,8 +26,13 @@ def check_output(
     must never write over, --force or not.
     """
     where = f"{option} {path}" if option else path
+    if not path.strip():
+        raise UsageError(f"{option or 'the output file'} needs a file name, not an empty one")
     given = Path(path).expanduser()
-    real = given.resolve() if given.is_symlink() else given
+    try:
+        real = given.resolve(strict=False) if given.is_symlink() else given
+    except (OSError, RuntimeError):  # a loop of links
+        raise UsageError(f"{where} is a link that leads nowhere: give a file name") from None
     if real.is_dir():
         raise UsageError(f"{where} is a directory: give a file name")
     if real.exists() and not real.is_file():
@@ -40,7 +45,7 @@ def check_output(
     if real.exists():
         for source in inputs:
             with contextlib.suppress(OSError):
-                if real.samefile(source):
+                if real.samefile(Path(source).expanduser()):
                     raise UsageError(f"{where} is one of the files read: write elsewhere")
         if not force:
             raise UsageError(f"{where} already exists: pass --force to overwrite it")

@@ -297,3 +297,9 @@ def test_plot_needs_matplotlib_and_writes_a_png(
         UsageError, match=r"--plot needs matplotlib: pip install 'spec-cli\[plot\]'"
     ):
         OutputFiles(None, None, str(tmp_path / "p.png"))
+
+
+def test_a_plot_through_a_link_takes_its_format_from_the_name_given(tmp_path: Path) -> None:
+    link = tmp_path / "chart.png"
+    link.symlink_to(tmp_path / "store_v3")
+    assert OutputFiles(None, None, str(link)).plot_format == "png"

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 from pathlib import Path
 
 import numpy as np
 
 from spec_cli.drafters.ngram import NgramDrafter
 from spec_cli.ngram_counts import NgramCounts
-from spec_cli.ngram_store import STATIC_MIN_ORDER, PersistentNgrams, read_counts, write_counts
+from spec_cli.ngram_store import (
+    STATIC_MIN_ORDER,
+    PersistentNgrams,
+    counts_file,
+    read_counts,
+    write_counts,
+)
 from spec_cli.sampling import SamplingParams
 
 GREEDY = SamplingParams()
@@ -79,7 +86,7 @@ def test_cache_file_round_trip_and_size_bound(tmp_path: Path) -> None:
     counts = NgramCounts()
     counts.add_sequence(list(range(50)) * 3)
     path = tmp_path / "c.npz"
-    assert write_counts(path, counts, "vocab-a", limit=40) == 40
+    assert write_counts(path, counts, "vocab-a", limit=40)
     loaded = read_counts(path)
     assert loaded is not None
     small, vocab = loaded
@@ -101,13 +108,28 @@ def test_a_bounded_cache_keeps_whole_contexts_frequent_and_recent_first() -> Non
     assert kept.tables[2] == {(1, 2): {3: 5, 4: 2}, (5, 6): {7: 6}, (9, 8): {1: 1}}
 
 
+def test_a_full_learned_cache_keeps_taking_in_new_runs(tmp_path: Path) -> None:
+    """Saved and read back again and again, a full cache still drops its oldest equals."""
+    store = PersistentNgrams("v", tmp_path)
+    for run in range(1, 6):
+        counts = NgramCounts()
+        for i in range(3):
+            counts.add((run, i), 0)
+        merged = store.load()
+        merged.merge(counts)
+        assert write_counts(store.path, merged, "v", limit=6)
+    assert {key[0] for key in store.load().tables[2]} == {4, 5}
+
+
 def test_corpus_caches_keep_no_single_token_contexts(tmp_path: Path) -> None:
     """The drafter reads a corpus cache from two-token contexts up, so a build spends its
     row budget there."""
     counts = NgramCounts()
     counts.add_sequence([1, 2, 3, 1, 2, 4])
     path = tmp_path / "c.npz"
-    assert write_counts(path, counts, "v", min_order=STATIC_MIN_ORDER)
+    data, rows = counts_file(counts, "v", min_order=STATIC_MIN_ORDER)
+    path.write_bytes(data)
+    assert rows == 4 + 3 + 2  # continuations of its 2-, 3- and 4-token contexts
     loaded = read_counts(path)
     assert loaded is not None
     assert not loaded[0].tables[1] and loaded[0].tables[2][(1, 2)] == {3: 1, 4: 1}
@@ -185,6 +207,9 @@ def test_spec_ngram_build_writes_a_cache_that_run_accepts(tiny_model: str, tmp_p
     assert build.stdout == "" and "kept" in build.stderr and "n-gram rows" in build.stderr
     loaded = read_counts(cache)
     assert loaded is not None and len(loaded[0]) > 0
+    mask = os.umask(0)
+    os.umask(mask)
+    assert cache.stat().st_mode & 0o777 == 0o666 & ~mask  # a file to share, not a private cache
 
     prompt = tmp_path / "p.txt"
     prompt.write_text("the quick brown", encoding="utf-8")

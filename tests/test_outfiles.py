@@ -32,6 +32,11 @@ def test_an_existing_file_needs_force_and_an_input_is_never_overwritten(tmp_path
     assert check_output(str(out), force=True) == out
     with pytest.raises(UsageError, match="is one of the files read"):
         check_output(str(out), force=True, inputs=[str(tmp_path / "other"), str(out)])
+    home = str(tmp_path)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", home)  # a suite given as --suite=~/... reaches us unexpanded
+        with pytest.raises(UsageError, match="is one of the files read"):
+            check_output("~/out.txt", force=True, inputs=["~/out.txt"])
     assert out.read_text() == "keep me"
 
 
@@ -47,7 +52,11 @@ def test_a_link_is_written_through_and_stays_a_link(tmp_path: Path) -> None:
 def test_devices_pipes_directories_and_missing_folders_are_refused(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
     cases = {
+        "": "needs a file name",
+        str(loop): "a link that leads nowhere",
         "/dev/null": "not a regular file",
         str(fifo): "not a regular file",
         str(tmp_path): "is a directory",

@@ -77,10 +77,12 @@ class OutputFiles:
                 files[option] = real
         if csv_path == STDOUT or plot_path == STDOUT:
             raise UsageError("only --json can write to standard output (-)")
+        self.plot_format = ""
         if plot_path is not None:
             from spec_cli.bench.plot import check_matplotlib, plot_format
 
-            plot_format(plot_path)
+            # From the name given: a link named chart.png may lead to a file named otherwise.
+            self.plot_format = plot_format(plot_path)
             check_matplotlib()
         self.json_to_stdout = json_path == STDOUT
         self.json_path = files["--json"]
@@ -109,6 +111,6 @@ class OutputFiles:
             sys.stdout.buffer.write(json_bytes(report))
             sys.stdout.flush()
         if self.plot_path:
-            from spec_cli.bench.plot import plot_bytes, plot_format
+            from spec_cli.bench.plot import plot_bytes
 
-            write_file(self.plot_path, plot_bytes(report, plot_format(str(self.plot_path))))
+            write_file(self.plot_path, plot_bytes(report, self.plot_format))

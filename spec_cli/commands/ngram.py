@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -30,8 +29,8 @@ def build(
     from spec_cli.backend.llama_cpp import LlamaCppBackend, LoadOptions
     from spec_cli.errors import SpecError
     from spec_cli.ngram_counts import MAX_ORDER, NgramCounts
-    from spec_cli.ngram_store import STATIC_MIN_ORDER, write_counts
-    from spec_cli.outfiles import check_output
+    from spec_cli.ngram_store import STATIC_MIN_ORDER, counts_file
+    from spec_cli.outfiles import check_output, write_file
     from spec_cli.prompts import decode_prompt
 
     output = check_output(str(output), force=force, inputs=[str(f) for f in files])
@@ -52,15 +51,8 @@ def build(
             n_tokens += len(tokens)
         if not n_tokens:
             raise SpecError("the files hold no text to learn from")
-        rows = write_counts(output, counts, tokenizer.vocab_id(), limit, STATIC_MIN_ORDER)
-        if rows is None:
-            raise SpecError(
-                f"cannot write {output}: check the directory exists, is writable and has space"
-            )
-        # Written privately (atomic temp file); a corpus cache is a file to share.
-        umask = os.umask(0)
-        os.umask(umask)
-        output.chmod(0o666 & ~umask)
+        data, rows = counts_file(counts, tokenizer.vocab_id(), limit, STATIC_MIN_ORDER)
+        write_file(output, data)
     finally:
         tokenizer.close()
     sys.stderr.write(
