@@ -262,3 +262,23 @@ def test_spec_ngram_build_never_overwrites_a_corpus_and_asks_before_replacing(
     again = build(cache)
     assert again.returncode == 2 and "--force" in again.stderr
     assert build(cache, "--force").returncode == 0
+
+
+def test_spec_ngram_build_reads_standard_input(tiny_model: str, tmp_path: Path) -> None:
+    """`-` reads the corpus from a pipe, as `spec run -` reads a prompt."""
+    import subprocess
+
+    from clitools import isolated_env, spec_command
+
+    cache = tmp_path / "piped.npz"
+    build = subprocess.run(
+        [*spec_command(), "ngram", "build", "-", "-o", str(cache), "-m", tiny_model],
+        input="the quick brown fox jumps over the lazy dog\n" * 20,
+        capture_output=True,
+        text=True,
+        env=isolated_env(tmp_path / "home"),
+        timeout=60,
+    )
+    assert build.returncode == 0, build.stderr
+    loaded = read_counts(cache)
+    assert loaded is not None and len(loaded[0]) > 0

@@ -14,7 +14,7 @@ app = typer.Typer(help="Build n-gram caches from a corpus.", no_args_is_help=Tru
 
 @app.command("build")
 def build(
-    files: Annotated[list[Path], typer.Argument(help="Text files to learn from.")],
+    files: Annotated[list[Path], typer.Argument(help="Text files to learn from (- : stdin).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Cache file to write.")],
     model: o.Model = None,
     limit: Annotated[
@@ -27,20 +27,22 @@ def build(
 
     from spec_cli import hub
     from spec_cli.backend.llama_cpp import LlamaCppBackend, LoadOptions
-    from spec_cli.errors import SpecError
+    from spec_cli.errors import SpecError, UsageError
     from spec_cli.ngram_counts import MAX_ORDER, NgramCounts
     from spec_cli.ngram_store import STATIC_MIN_ORDER, counts_file
     from spec_cli.outfiles import check_output, write_file
     from spec_cli.prompts import decode_prompt
 
-    output = check_output(str(output), force=force, inputs=[str(f) for f in files])
+    if sum(str(f) == "-" for f in files) > 1:
+        raise UsageError("standard input (-) can be read only once")
+    output = check_output(str(output), force=force, inputs=[str(f) for f in files if str(f) != "-"])
     tokenizer = LlamaCppBackend(hub.resolve(model), LoadOptions(vocab_only=True))
     counts = NgramCounts()
     n_tokens = 0
     try:
         for path in files:
             try:
-                data = path.read_bytes()
+                data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
             except OSError as e:
                 raise SpecError(f"cannot read {path}: {e.strerror}") from None
             if not data.strip():
