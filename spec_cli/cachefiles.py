@@ -38,24 +38,33 @@ def file_key(path: str) -> str:
         return path
 
 
-def write_atomic(path: Path, data: bytes) -> bool:
-    """Replace `path` with `data` atomically; False (and nothing changed) on failure."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError:
-        return False
+def replace_file(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Replace `path` with `data` through a temporary file beside it, so a reader or a
+    killed run never sees half a file (`mode`: its permissions; default private). Raises
+    OSError, leaving `path` as it was."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
-        return True
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        raise
+
+
+def write_atomic(path: Path, data: bytes) -> bool:
+    """Replace `path` with `data` atomically; False (and nothing changed) on failure."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_file(path, data)
+    except OSError:
         return False
+    return True
 
 
 def read_json(path: Path) -> Any | None:

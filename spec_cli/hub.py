@@ -67,11 +67,15 @@ def _looks_like_path(reference: str) -> bool:
     return os.sep in reference or "/" in reference or reference.lower().endswith(".gguf")
 
 
+def did_you_mean(name: str) -> str:
+    """' (did you mean X?)' naming the presets closest to `name`, or nothing."""
+    close = catalog().suggest(name)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
 def _unknown(reference: str) -> ModelError:
-    close = catalog().suggest(reference)
-    maybe = f" (did you mean {' or '.join(close)}?)" if close else ""
     return ModelError(
-        f"{reference!r} is neither a file nor a model preset{maybe}: "
+        f"{reference!r} is neither a file nor a model preset{did_you_mean(reference)}: "
         "see `spec models list`, or pass a path or hf:OWNER/REPO/FILE.gguf"
     )
 

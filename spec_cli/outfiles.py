@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from spec_cli.cachefiles import replace_file
 from spec_cli.errors import SpecError, UsageError
 
 
@@ -59,17 +59,9 @@ def _umask() -> int:
 
 
 def write_file(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` atomically (a reader never sees half a file), with the
-    usual permissions for a new file; a one-line SpecError when it cannot."""
-    tmp = None
+    """Replace `path` with `data` atomically, with the usual permissions for a new file;
+    a one-line SpecError when it cannot."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private
-        os.replace(tmp, path)
+        replace_file(path, data, 0o666 & ~_umask())
     except OSError as e:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
         raise SpecError(f"cannot write {path}: {e.strerror or e}") from None

@@ -142,16 +142,25 @@ def test_ctrl_c_stops_the_answer_keeps_it_and_returns_to_the_prompt(tmp_path: Pa
     assert len(messages[1]["content"].split()) >= 3  # the part shown was kept
 
 
+def piped_chat(home: Path, args: list[str], lines: str) -> subprocess.CompletedProcess[str]:
+    """`spec chat ARGS` reading `lines` from a pipe."""
+    return subprocess.run(
+        [*SPEC, "chat", *args],
+        input=lines,
+        capture_output=True,
+        text=True,
+        env=chat_env(home),
+        timeout=TIMEOUT,
+    )
+
+
 @pytest.mark.real
 def test_piped_chat_keeps_answers_on_stdout_and_the_rest_on_stderr(tmp_path: Path) -> None:
     saved = tmp_path / "chat.json"
-    done = subprocess.run(
-        [*SPEC, "chat", "-n", "8", "--drafter", "none", "--system", "Answer briefly."],
-        input=f"What is the capital of France?\n/stats\n/save {saved}\n",
-        capture_output=True,
-        text=True,
-        env=chat_env(tmp_path),
-        timeout=TIMEOUT,
+    done = piped_chat(
+        tmp_path,
+        ["-n", "8", "--drafter", "none", "--system", "Answer briefly."],
+        f"What is the capital of France?\n/stats\n/save {saved}\n",
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
@@ -171,13 +180,8 @@ def test_load_over_unsaved_exchanges_asks_to_be_repeated_right_away(tmp_path: Pa
         json.dumps([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}])
     )
     load = f"/load {other}\n"
-    done = subprocess.run(
-        [*SPEC, "chat", "-n", "4", "--drafter", "none"],
-        input=f"Say hi.\n{load}/stats\n{load}{load}/stats\n",
-        capture_output=True,
-        text=True,
-        env=chat_env(tmp_path),
-        timeout=TIMEOUT,
+    done = piped_chat(
+        tmp_path, ["-n", "4", "--drafter", "none"], f"Say hi.\n{load}/stats\n{load}{load}/stats\n"
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("1 exchange(s) not saved: /save FILE keeps them") == 2

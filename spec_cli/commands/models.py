@@ -353,11 +353,9 @@ def rm(name: Name) -> None:
         if preset is None:
             if Path(name).expanduser().exists():
                 raise ModelError(f"{name} is a file, not a preset: delete it yourself")
-            close = hub.catalog().suggest(name)
-            maybe = f" (did you mean {' or '.join(close)}?)" if close else ""
             raise ModelError(
-                f"{name!r} is not a model preset{maybe}: see `spec models list`, "
-                "or give hf:OWNER/REPO/FILE.gguf"
+                f"{name!r} is not a model preset{hub.did_you_mean(name)}: see `spec models "
+                "list`, or give hf:OWNER/REPO/FILE.gguf"
             )
         freed = hub.remove_preset(preset)
         name = preset.name
