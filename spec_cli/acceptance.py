@@ -14,6 +14,7 @@ also kept, for drafters judged as a whole (the draft model).
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from spec_cli.drafters.base import Draft
@@ -119,19 +120,26 @@ class AcceptanceModel:
         }
 
     @classmethod
-    def from_json(cls, data: object, weight: float = CARRIED_WEIGHT) -> AcceptanceModel:
-        """Rates saved by `to_json`, each worth at most `weight` observations, so the
-        text at hand soon outweighs them. Malformed data gives a fresh model."""
+    def from_json(
+        cls, data: object, weight: float = CARRIED_WEIGHT, sources: Collection[str] | None = None
+    ) -> AcceptanceModel:
+        """Rates saved by `to_json` (those of `sources` only, when given), each worth at
+        most `weight` observations, so the text at hand soon outweighs them. Malformed
+        data gives a fresh model."""
         model = cls()
         try:
             assert isinstance(data, dict)
             for row in data["source"]:
-                model._by_source[str(row[0])] = _carried(row[1], row[2], weight)
+                if sources is None or str(row[0]) in sources:
+                    model._by_source[str(row[0])] = _carried(row[1], row[2], weight)
             for row in data["feature"]:
-                model._by_feature[(str(row[0]), int(row[1]))] = _carried(row[2], row[3], weight)
+                if sources is None or str(row[0]) in sources:
+                    key2 = (str(row[0]), int(row[1]))
+                    model._by_feature[key2] = _carried(row[2], row[3], weight)
             for row in data["position"]:
-                key = (str(row[0]), int(row[1]), int(row[2]))
-                model._by_position[key] = _carried(row[3], row[4], weight)
+                if sources is None or str(row[0]) in sources:
+                    key3 = (str(row[0]), int(row[1]), int(row[2]))
+                    model._by_position[key3] = _carried(row[3], row[4], weight)
         except (AssertionError, KeyError, TypeError, ValueError, IndexError):
             return cls()
         return model

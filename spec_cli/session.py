@@ -93,17 +93,17 @@ class Session:
                 else None
             )
             cheap = [PromptLookupDrafter(), self._ngram_drafter(ngram_cache, learn)]
-            if not learn:
+            if not learn or model is None or self.draft is None:
                 return AutoDrafter(cheap, self.cost_model(), model, is_end=self.target.is_eog)
             from spec_cli.acceptance_store import load_acceptance, save_acceptance
 
-            key = (self.target, self.draft)
+            target, draft = self.target, self.draft
             return AutoDrafter(
                 cheap,
                 self.cost_model(),
                 model,
-                acceptance=load_acceptance(*key),
-                on_close=lambda learned: save_acceptance(*key, learned),
+                acceptance=load_acceptance(target, draft),
+                on_close=lambda learned: save_acceptance(target, draft, learned),
                 is_end=self.target.is_eog,
             )
         raise UsageError(f"unknown drafter {name!r}: choose one of {', '.join(DRAFTERS)}")
