@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,7 +34,7 @@ class ModelOptions:
 
     model: str | None = None
     draft: str | None = None
-    ctx_size: int = 4096
+    ctx_size: int | None = None  # None: DEFAULT_CONTEXT, or the model's own when smaller
     threads: int = 0
     gpu_layers: int = 0
     draft_gpu_layers: int = 0
@@ -266,6 +267,7 @@ def open_session(options: ModelOptions) -> Session:
         auto = hub.pick_local_draft(options.model, notify)
         draft_path = auto[1] if auto else None
     target = _load(target_path, LoadOptions(options.ctx_size, options.threads, options.gpu_layers))
+    _note_useless_settings(options, target, notify)
     template = hub.chat_template_for(options.model)
     if draft_path is None:
         return Session(target, chat_template=template, notify=notify)
@@ -297,6 +299,26 @@ def open_session(options: ModelOptions) -> Session:
     if auto is not None:
         notify(f"using draft {auto[0]} (pass --draft to choose another)")
     return Session(target, draft, chat_template=template, notify=notify)
+
+
+def _note_useless_settings(
+    options: ModelOptions, target: LlamaCppBackend, notify: Callable[[str], None]
+) -> None:
+    """Settings that load fine but work against the user: a note each, then go on."""
+    from spec_cli.backend.llama_cpp import physical_cores
+
+    trained = target.n_ctx_train
+    if options.ctx_size and trained and options.ctx_size > trained:
+        notify(
+            f"--ctx-size {options.ctx_size} is beyond the {trained} tokens "
+            f"{Path(target.path).name} was trained on: text past that may lose coherence"
+        )
+    cores = physical_cores()
+    if options.threads > cores and options.gpu_layers == 0:
+        notify(
+            f"--threads {options.threads} is more than this machine's {cores} physical "
+            "cores: CPU decoding usually gets slower, not faster"
+        )
 
 
 def _draft_path(draft: str | None, target: str, notify: Callable[[str], None]) -> str | None:

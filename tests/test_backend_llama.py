@@ -346,3 +346,17 @@ def test_ctrl_c_while_loading_stops_the_load(
     with pytest.raises(KeyboardInterrupt):
         LlamaCppBackend(tiny_model, LoadOptions(n_threads=THREADS))
     assert "Exception ignored" not in capfd.readouterr().err
+
+
+def test_the_default_context_never_exceeds_what_the_model_was_trained_on(
+    tiny_model: str,
+) -> None:
+    """4096 tokens by default, but a model trained on fewer (the tiny one: 512) gets its
+    own: positions it never saw would silently degrade the text. 0 asks for the model's
+    own; an explicit size is the user's to choose (open_session notes it)."""
+    sizes = {}
+    for asked in (None, 0, 1024):
+        b = LlamaCppBackend(tiny_model, LoadOptions(n_ctx=asked, n_threads=THREADS))
+        sizes[asked] = (b.n_ctx, b.n_ctx_train)
+        b.close()
+    assert sizes == {None: (512, 512), 0: (512, 512), 1024: (1024, 512)}

@@ -394,3 +394,20 @@ def test_a_cache_that_cannot_be_written_is_reported(
     assert proc.returncode == 0, proc.stderr.decode()
     assert "could not save the measurement" in proc.stderr.decode()
     assert "SPEC_CACHE_DIR" in proc.stderr.decode()
+
+
+def test_settings_that_work_against_the_user_get_a_note_and_the_run_goes_on(
+    env: dict[str, str], prompt_file: str, tiny_model: str, plain_stdout: str
+) -> None:
+    """A context beyond what the model was trained on (the tiny one: 512 tokens), or more
+    threads than physical cores: one note each on stderr, the text unchanged on stdout."""
+    from spec_cli.backend.llama_cpp import physical_cores
+
+    threads = str(physical_cores() + 1)
+    args = base(prompt_file, tiny_model, "--drafter", "none", "-c", "1024", "--threads", threads)
+    proc = spec(env, *args)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode("utf-8") == plain_stdout
+    notes = proc.stderr.decode().splitlines()
+    assert any("--ctx-size 1024 is beyond the 512 tokens" in line for line in notes)
+    assert any(f"--threads {threads} is more than" in line for line in notes)

@@ -16,9 +16,18 @@ from pathlib import Path
 
 import pytest
 from clitools import isolated_env, spec_command
+from conftest import TINY_SEED
+from tiny_gguf import TinyShape, write_tiny_gguf
 
 LONG_RUN = ["--threads", "1", "--ctx-size", "16384", "-n", "100000"]
 PROMPT = "Once upon a time"
+
+
+@pytest.fixture(scope="module")
+def long_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny target, trained (so its metadata says) for LONG_RUN's context."""
+    path = tmp_path_factory.mktemp("long") / "long.gguf"
+    return str(write_tiny_gguf(path, seed=TINY_SEED, shape=TinyShape(n_ctx=16384)))
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +91,9 @@ SIGNALS = [signal.SIGINT, signal.SIGTERM]
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=["SIGINT", "SIGTERM"])
 def test_signal_keeps_the_text_so_far_and_exits_130(
-    env: dict[str, str], prompt_file: str, tiny_model: str, sig: signal.Signals
+    env: dict[str, str], prompt_file: str, long_model: str, sig: signal.Signals
 ) -> None:
-    proc = start(env, prompt_file, "--model", tiny_model, "--drafter", "none", *LONG_RUN)
+    proc = start(env, prompt_file, "--model", long_model, "--drafter", "none", *LONG_RUN)
     first = read_some(proc)
     proc.send_signal(sig)
     code, rest, err = finish(proc)
@@ -97,12 +106,12 @@ def test_signal_keeps_the_text_so_far_and_exits_130(
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=["SIGINT", "SIGTERM"])
 def test_signal_under_json_prints_the_interrupted_result(
-    env: dict[str, str], prompt_file: str, tiny_model: str, sig: signal.Signals
+    env: dict[str, str], prompt_file: str, long_model: str, sig: signal.Signals
 ) -> None:
     """The JSON object still comes, whole, with finish_reason "interrupted" and the
     tokens generated so far."""
     proc = start(
-        env, prompt_file, "--model", tiny_model, "--drafter", "prompt-lookup", "--json",
+        env, prompt_file, "--model", long_model, "--drafter", "prompt-lookup", "--json",
         *LONG_RUN,
     )  # fmt: skip
     wait_generating(proc)
@@ -117,18 +126,18 @@ def test_signal_under_json_prints_the_interrupted_result(
 
 
 def test_interrupted_text_is_what_an_uninterrupted_run_prints(
-    env: dict[str, str], prompt_file: str, tiny_model: str
+    env: dict[str, str], prompt_file: str, long_model: str
 ) -> None:
     """What was shown before Ctrl-C is exactly the start of the normal output: nothing
     lost, nothing made up (the same run with -n set to the tokens it got)."""
-    proc = start(env, prompt_file, "--model", tiny_model, "--drafter", "none", "--json", *LONG_RUN)
+    proc = start(env, prompt_file, "--model", long_model, "--drafter", "none", "--json", *LONG_RUN)
     wait_generating(proc, cpu_seconds=1.0)
     proc.send_signal(signal.SIGINT)
     code, out, _ = finish(proc)
     assert code == 130
     interrupted = json.loads(out)
     n = len(interrupted["tokens"])
-    args = [prompt_file, "--model", tiny_model, "--drafter", "none", "--json", *LONG_RUN]
+    args = [prompt_file, "--model", long_model, "--drafter", "none", "--json", *LONG_RUN]
     args[args.index("-n") + 1] = str(n)
     code, out, err = finish(start(env, *args))
     assert code == 0, err.decode()
@@ -139,11 +148,11 @@ def test_interrupted_text_is_what_an_uninterrupted_run_prints(
 
 @pytest.mark.parametrize("drafter", ["none", "prompt-lookup"])
 def test_closed_pipe_ends_quietly(
-    env: dict[str, str], prompt_file: str, tiny_model: str, drafter: str
+    env: dict[str, str], prompt_file: str, long_model: str, drafter: str
 ) -> None:
     """`spec run p | head -c 10`: once the reader is gone spec stops at once, prints
     nothing on stderr and exits 0 (a pipeline's reader decides what happened)."""
-    proc = start(env, prompt_file, "--model", tiny_model, "--drafter", drafter, *LONG_RUN)
+    proc = start(env, prompt_file, "--model", long_model, "--drafter", drafter, *LONG_RUN)
     read_some(proc)
     assert proc.stdout is not None
     proc.stdout.close()

@@ -67,13 +67,14 @@ def physical_cores() -> int:
 
 
 MIN_CONTEXT = 64  # >= the largest verify batch (costs.MAX_BATCH)
+DEFAULT_CONTEXT = 4096
 
 
 @dataclass(frozen=True)
 class LoadOptions:
     """How to load a model: context size, threads and layers offloaded to the GPU."""
 
-    n_ctx: int = 4096
+    n_ctx: int | None = None  # None: DEFAULT_CONTEXT, or the model's own when smaller; 0: its own
     n_threads: int = 0  # 0: all physical cores
     n_gpu_layers: int = 0
     n_batch: int = 512
@@ -120,7 +121,7 @@ class LlamaCppBackend:
         self._ctx: Any = None
         self._mem: Any = None
         self._batch: Any = None
-        self.n_ctx = self.n_batch = 0
+        self.n_ctx = self.n_batch = self.n_ctx_train = 0
         self.threads = options.n_threads or physical_cores()
         self.n_gpu_layers = options.n_gpu_layers
         self._cached: list[int] = []
@@ -153,8 +154,11 @@ class LlamaCppBackend:
         return model
 
     def _create_context(self, options: LoadOptions) -> None:
-        n_ctx_train = int(lc.llama_model_n_ctx_train(self._model))
-        n_ctx = options.n_ctx if options.n_ctx > 0 else n_ctx_train
+        self.n_ctx_train = int(lc.llama_model_n_ctx_train(self._model))
+        if options.n_ctx is None:
+            n_ctx = min(DEFAULT_CONTEXT, self.n_ctx_train) or DEFAULT_CONTEXT
+        else:
+            n_ctx = options.n_ctx or self.n_ctx_train or DEFAULT_CONTEXT
         cparams = lc.llama_context_default_params()
         # llama.cpp limits a call to the context asked for, and rounds the context itself
         # up to 256: asking for at least MIN_CONTEXT costs nothing and lets one call hold

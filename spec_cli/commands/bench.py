@@ -71,7 +71,7 @@ def bench(
     ] = False,
     model: o.Model = None,
     draft: o.DraftModel = None,
-    ctx_size: o.CtxSize = 4096,
+    ctx_size: o.CtxSize = None,
     threads: o.Threads = 0,
     gpu_layers: o.GpuLayers = 0,
     draft_gpu_layers: o.DraftGpuLayers = 0,

@@ -29,7 +29,7 @@ def chat(
         typer.Option("--load", help="Continue a conversation saved with /save.", metavar="FILE"),
     ] = None,
     color: o.Color = "auto",
-    ctx_size: o.CtxSize = 4096,
+    ctx_size: o.CtxSize = None,
     threads: o.Threads = 0,
     gpu_layers: o.GpuLayers = 0,
     draft_gpu_layers: o.DraftGpuLayers = 0,

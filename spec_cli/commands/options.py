@@ -99,7 +99,14 @@ Seed = Annotated[
     ),
 ]
 CtxSize = Annotated[
-    int, typer.Option("--ctx-size", "-c", min=0, help="Context tokens (0: the model's own).")
+    int | None,
+    typer.Option(
+        "--ctx-size",
+        "-c",
+        min=0,
+        show_default=False,
+        help="Context tokens (default: 4096, or the model's own when smaller; 0: the model's own).",
+    ),
 ]
 Threads = Annotated[
     int, typer.Option("--threads", min=0, help="CPU threads (0: all physical cores).")

@@ -38,7 +38,7 @@ def run(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout at the end.")
     ] = False,
-    ctx_size: o.CtxSize = 4096,
+    ctx_size: o.CtxSize = None,
     threads: o.Threads = 0,
     gpu_layers: o.GpuLayers = 0,
     draft_gpu_layers: o.DraftGpuLayers = 0,
