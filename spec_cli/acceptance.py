@@ -111,12 +111,20 @@ class AcceptanceModel:
 
     # -- persistence: what earlier runs learned is a better start than the priors --------
 
-    def to_json(self) -> dict[str, list[list[object]]]:
-        """Every rate as [key..., accepted, seen] rows."""
+    def to_json(self, sources: Collection[str] | None = None) -> dict[str, list[list[object]]]:
+        """Every rate (of `sources` only, when given) as [key..., accepted, seen] rows."""
+
+        def kept(source: str) -> bool:
+            return sources is None or source in sources
+
         return {
-            "source": [[k, r.accepted, r.seen] for k, r in self._by_source.items()],
-            "feature": [[*k, r.accepted, r.seen] for k, r in self._by_feature.items()],
-            "position": [[*k, r.accepted, r.seen] for k, r in self._by_position.items()],
+            "source": [[k, r.accepted, r.seen] for k, r in self._by_source.items() if kept(k)],
+            "feature": [
+                [*k, r.accepted, r.seen] for k, r in self._by_feature.items() if kept(k[0])
+            ],
+            "position": [
+                [*k, r.accepted, r.seen] for k, r in self._by_position.items() if kept(k[0])
+            ],
         }
 
     @classmethod

@@ -36,4 +36,4 @@ def load_acceptance(target: Backend, draft: Backend) -> AcceptanceModel:
 
 def save_acceptance(target: Backend, draft: Backend, model: AcceptanceModel) -> None:
     """Keep the estimates for the next run (atomically; failure to write is harmless)."""
-    write_json(_acceptance_path(target, draft), model.to_json())
+    write_json(_acceptance_path(target, draft), model.to_json(sources=CARRIED))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -236,6 +237,7 @@ def test_auto_carries_only_the_draft_models_rates_to_the_next_run(
         first.close()
         saved = list((tmp_path / "acceptance").glob("*.json"))
         assert len(saved) == 1
+        assert {row[0] for row in json.loads(saved[0].read_text())["feature"]} == {"model"}
         second = session.make_drafter("auto").acceptance  # type: ignore[attr-defined]
         assert second.checked(ModelDrafter.name) > 0
         assert second.checked("prompt-lookup") == second.checked("ngram") == 0
