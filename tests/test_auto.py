@@ -86,6 +86,33 @@ def test_a_perfect_draft_model_is_used_long_on_cheap_verification() -> None:
     assert stats.mean_accepted_length > 4
 
 
+class _SpentModel:
+    """A draft model whose every draft is four tokens, each right about 60% of the time."""
+
+    name = ModelDrafter.name
+    should_continue = None
+
+    def __init__(self) -> None:
+        self.step_seconds: list[float] = []
+
+    def draft(self, context: Sequence[int], max_len: int, *_: object) -> Draft:
+        return Draft([5, 6, 7, 8], [None] * 4, [0.6] * 4, self.name, [0] * 4)
+
+
+def test_a_model_draft_already_paid_for_is_verified_when_that_beats_drafting_nothing() -> None:
+    """Once the model has drafted, its cost is spent whatever goes to the target: the
+    choice is its draft or none, both after that cost. With draft tokens at half a call
+    each, four 60%-likely tokens are not worth drafting beforehand (expected 0.52 tokens
+    per unit of cost against plain decoding's 1) but, paid for, beat sending nothing
+    (0.33): they go to the target rather than being thrown away."""
+    costs = CostModel(MODERATE.verify, 0.5)
+    auto = AutoDrafter([], costs, _SpentModel(), learn_costs=False)  # type: ignore[arg-type]
+    auto._sampling = SamplingParams()
+    nothing = Draft(source=auto.name)
+    chosen = auto._model_draft([1, 2, 3], 4, False, 1.0, nothing)
+    assert chosen.source == ModelDrafter.name and len(chosen) == 3
+
+
 def test_compute_bound_target_is_left_to_plain_decoding() -> None:
     """When n tokens cost n steps no uncertain draft pays: nearly every step drafts nothing
     (a short exploratory draft every EXPLORE_EVERY steps is allowed)."""

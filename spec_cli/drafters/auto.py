@@ -218,7 +218,13 @@ class AutoDrafter:
             return cand
         est = self.acceptance.estimate(cand)
         k, value = self.costs.best_length(est, self.costs.draft_token, len(cand))
-        return cand.truncated(k) if k > 0 and value > best_value else best
+        # The model's tokens are paid for whichever draft goes, and best_length counts
+        # them: the other draft's value must count them too, or a model draft that
+        # beats it is thrown away with its cost already spent.
+        other_cost = self.costs.verify_cost(len(best) + 1)
+        spent = self.costs.draft_token * len(cand)
+        other_value = best_value * other_cost / (other_cost + spent)
+        return cand.truncated(k) if k > 0 and value > other_value else best
 
     def _break_even(self, max_len: int) -> float:
         """break_even, recomputed only when the costs or the length limit change."""
