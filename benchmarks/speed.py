@@ -77,8 +77,7 @@ def warm_ngrams(session: Session) -> NgramCounts:
         )
         run = NgramCounts()
         run.add_sequence([*prompt, *(e.token for e in events if isinstance(e, TokenEvent))])
-        run.tables[1] = {}
-        learned.merge(run)
+        learned.merge(run.orders_from(2))
     return learned
 
 

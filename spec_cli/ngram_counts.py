@@ -52,6 +52,14 @@ class NgramCounts:
                 return tok, row[tok], sum(row.values()), n
         return None
 
+    def orders_from(self, min_order: int) -> NgramCounts:
+        """These counts without contexts shorter than `min_order` tokens (tables shared,
+        not copied)."""
+        kept = NgramCounts(self.max_order)
+        for n in range(min_order, self.max_order + 1):
+            kept.tables[n] = self.tables[n]
+        return kept
+
     def merge(self, other: NgramCounts) -> None:
         for n in range(1, min(self.max_order, other.max_order) + 1):
             for key, row in other.tables[n].items():

@@ -127,8 +127,5 @@ class NgramDrafter:
         """Teach the persistent cache this run's n-grams (orders >= 2)."""
         if self.persistent is None or len(self._tokens) < 2:
             return
-        run = NgramCounts(self.max_order)
-        for n in range(2, self.max_order + 1):
-            run.tables[n] = self.context.tables[n]
-        self.persistent.learn(run)
+        self.persistent.learn(self.context.orders_from(2))
         self._tokens = []
