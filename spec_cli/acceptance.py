@@ -113,17 +113,19 @@ class AcceptanceModel:
 
     def to_json(self, sources: Collection[str] | None = None) -> dict[str, list[list[object]]]:
         """Every rate (of `sources` only, when given) as [key..., accepted, seen] rows."""
-
-        def kept(source: str) -> bool:
-            return sources is None or source in sources
-
         return {
-            "source": [[k, r.accepted, r.seen] for k, r in self._by_source.items() if kept(k)],
+            "source": [
+                [k, r.accepted, r.seen] for k, r in self._by_source.items() if _wanted(k, sources)
+            ],
             "feature": [
-                [*k, r.accepted, r.seen] for k, r in self._by_feature.items() if kept(k[0])
+                [*k, r.accepted, r.seen]
+                for k, r in self._by_feature.items()
+                if _wanted(k[0], sources)
             ],
             "position": [
-                [*k, r.accepted, r.seen] for k, r in self._by_position.items() if kept(k[0])
+                [*k, r.accepted, r.seen]
+                for k, r in self._by_position.items()
+                if _wanted(k[0], sources)
             ],
         }
 
@@ -138,19 +140,24 @@ class AcceptanceModel:
         try:
             assert isinstance(data, dict)
             for row in data["source"]:
-                if sources is None or str(row[0]) in sources:
+                if _wanted(str(row[0]), sources):
                     model._by_source[str(row[0])] = _carried(row[1], row[2], weight)
             for row in data["feature"]:
-                if sources is None or str(row[0]) in sources:
+                if _wanted(str(row[0]), sources):
                     key2 = (str(row[0]), int(row[1]))
                     model._by_feature[key2] = _carried(row[2], row[3], weight)
             for row in data["position"]:
-                if sources is None or str(row[0]) in sources:
+                if _wanted(str(row[0]), sources):
                     key3 = (str(row[0]), int(row[1]), int(row[2]))
                     model._by_position[key3] = _carried(row[3], row[4], weight)
         except (AssertionError, KeyError, TypeError, ValueError, IndexError):
             return cls()
         return model
+
+
+def _wanted(source: str, sources: Collection[str] | None) -> bool:
+    """Whether a drafter's rates are among `sources` (None: all are)."""
+    return sources is None or source in sources
 
 
 def _carried(accepted: object, seen: object, weight: float) -> _Rate:
