@@ -313,10 +313,9 @@ def _note_useless_settings(
             f"--ctx-size {options.ctx_size} is beyond the {trained} tokens "
             f"{Path(target.path).name} was trained on: text past that may lose coherence"
         )
-    cores = physical_cores()
-    if options.threads > cores and options.gpu_layers == 0:
+    if options.threads and options.gpu_layers == 0 and options.threads > physical_cores():
         notify(
-            f"--threads {options.threads} is more than this machine's {cores} physical "
+            f"--threads {options.threads} is more than this machine's {physical_cores()} physical "
             "cores: CPU decoding usually gets slower, not faster"
         )
 

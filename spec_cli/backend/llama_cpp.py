@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import os
 import subprocess
@@ -46,6 +47,7 @@ def _ensure_backend() -> None:
             _initialised = True
 
 
+@functools.cache
 def physical_cores() -> int:
     """Physical core count (llama.cpp's default thread count), falling back to logical."""
     try:
