@@ -95,6 +95,8 @@ def generate(
                 draft = draft.truncated(k_max)
             draft = before_end(draft, target.is_eog)
             tv = time.perf_counter()
+            if len(target.cached) != len(context) - 1:
+                sync_cache(target, context[:-1])  # a rejected draft emptied a recurrent cache
             n_acc, nxt = _verify(target, context, draft, config, rng)
             target.truncate(len(context) + n_acc)
             te = time.perf_counter()

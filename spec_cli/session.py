@@ -56,6 +56,7 @@ class Session:
         self.draft = draft
         self.chat_template = chat_template  # a preset's override of the GGUF's template
         self.notify = notify
+        self._noted_recurrent = False
         self._costs: CostModel | None = None
 
     @property
@@ -77,6 +78,8 @@ class Session:
 
         if name == "none":
             return NoDrafter()
+        if not self.target.can_roll_back and name in DRAFTERS:
+            return self._plain_for_recurrent(name)
         if name == "prompt-lookup":
             return PromptLookupDrafter()
         if name == "model":
@@ -108,6 +111,20 @@ class Session:
                 is_end=self.target.is_eog,
             )
         raise UsageError(f"unknown drafter {name!r}: choose one of {', '.join(DRAFTERS)}")
+
+    def _plain_for_recurrent(self, name: str) -> Drafter:
+        """A recurrent target cannot take back a rejected draft's tokens, so nothing can
+        draft for it: `auto` decodes plainly (with a note), other drafters are refused."""
+        why = (
+            f"{Path(self.target.path).name} keeps a recurrent state that llama.cpp cannot "
+            "roll back, so rejected drafts could not be undone"
+        )
+        if name != "auto":
+            raise UsageError(f"--drafter {name} cannot work here: {why}; use --drafter none")
+        if not self._noted_recurrent:
+            self._noted_recurrent = True
+            self.notify(f"decoding without drafts: {why}")
+        return NoDrafter()
 
     def _draft_can_pay(self) -> bool:
         """Whether a draft-model token costs less than a target call here: if not, no
@@ -269,6 +286,12 @@ def open_session(options: ModelOptions) -> Session:
     target = _load(target_path, LoadOptions(options.ctx_size, options.threads, options.gpu_layers))
     _note_useless_settings(options, target, notify)
     template = hub.chat_template_for(options.model)
+    if draft_path is not None and not target.can_roll_back:
+        notify(
+            f"not loading draft {Path(draft_path).name}: {Path(target_path).name} is a "
+            "recurrent model, and nothing can draft for it"
+        )
+        draft_path = None
     if draft_path is None:
         return Session(target, chat_template=template, notify=notify)
     try:
@@ -286,6 +309,10 @@ def open_session(options: ModelOptions) -> Session:
         target.close()
         raise
     reason = incompatibility(target.vocab_info(), draft.vocab_info())
+    advice = "pick a draft from the same model family (same tokenizer)"
+    if reason is None and not draft.can_roll_back:
+        reason = "it keeps a recurrent state that llama.cpp cannot roll back to before a rejection"
+        advice = "pick a transformer draft model"
     if reason is not None:
         draft.close()
         if auto is not None:
@@ -293,8 +320,7 @@ def open_session(options: ModelOptions) -> Session:
             return Session(target, chat_template=template, notify=notify)
         target.close()
         raise IncompatibleDraftError(
-            f"draft model {draft_path} cannot draft for {target_path}: {reason}; "
-            "pick a draft from the same model family (same tokenizer)"
+            f"draft model {draft_path} cannot draft for {target_path}: {reason}; {advice}"
         )
     if auto is not None:
         notify(f"using draft {auto[0]} (pass --draft to choose another)")

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_gguf import write_tiny_gguf
+from tiny_gguf import write_tiny_gguf, write_tiny_mamba
 
 TINY_SEED = 7
 DRAFT_NOISE = 0.1  # the noised draft agrees with the target's greedy choice ~75% of the time
@@ -35,6 +35,13 @@ def tiny_draft(tiny_dir: Path) -> str:
             tiny_dir / "draft.gguf", seed=TINY_SEED, noise=DRAFT_NOISE, name="tiny-draft"
         )
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_mamba(tiny_dir: Path) -> str:
+    """A tiny random Mamba model: recurrent, so its cache cannot be rolled back; same
+    vocabulary as the tiny target."""
+    return str(write_tiny_mamba(tiny_dir / "mamba.gguf", seed=TINY_SEED))
 
 
 @pytest.fixture(scope="session")

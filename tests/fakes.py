@@ -86,8 +86,11 @@ class FakeBackend:
         pieces: Sequence[bytes] = PIECES,
         eos: int = EOS,
         path: str = "fake.gguf",
+        can_roll_back: bool = True,
     ) -> None:
         self.rule = rule or table_rule(len(pieces))
+        # False: like a recurrent model's state, any rollback empties the cache.
+        self.can_roll_back = can_roll_back
         self.pieces = list(pieces)
         self.n_vocab = len(self.pieces)
         self.n_ctx = n_ctx
@@ -151,6 +154,8 @@ class FakeBackend:
 
     def truncate(self, n: int) -> None:
         self.truncate_calls += 1
+        if not self.can_roll_back and n < len(self._cached):
+            n = 0
         del self._cached[n:]
 
     def vocab_info(self) -> VocabInfo:

@@ -157,3 +157,64 @@ def write_tiny_gguf(
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def write_tiny_mamba(path: str | Path, *, seed: int = 0, n_layer: int = 2) -> Path:
+    """Write a tiny random Mamba GGUF (a recurrent model: its state holds only the
+    latest position, so llama.cpp cannot roll it back) with the same vocabulary."""
+    import gguf
+
+    path = Path(path)
+    d, d_inner, d_state, d_conv, dt_rank = 64, 128, 16, 4, 4
+    tokens, scores, types = vocabulary()
+    rng = np.random.default_rng(seed)
+
+    def mat(*shape: int, scale: float = 1.0) -> npt.NDArray[np.float32]:
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    writer = gguf.GGUFWriter(str(path), "mamba")
+    writer.add_name("tiny-mamba")
+    writer.add_context_length(512)
+    writer.add_embedding_length(d)
+    writer.add_block_count(n_layer)
+    writer.add_feed_forward_length(0)
+    writer.add_head_count(0)
+    writer.add_ssm_conv_kernel(d_conv)
+    writer.add_ssm_inner_size(d_inner)
+    writer.add_ssm_state_size(d_state)
+    writer.add_ssm_time_step_rank(dt_rank)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_file_type(0)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_bos_token_id(BOS)
+    writer.add_eos_token_id(EOS)
+    writer.add_unk_token_id(UNK)
+    writer.add_add_bos_token(True)
+    writer.add_add_space_prefix(False)
+    output = mat(len(tokens), d, scale=0.6)
+    output[_silent_tokens(len(tokens))] = 0.0
+    writer.add_tensor("token_embd.weight", mat(len(tokens), d))
+    writer.add_tensor("output_norm.weight", np.ones(d, dtype=np.float32))
+    writer.add_tensor("output.weight", output)
+    for i in range(n_layer):
+        blk = f"blk.{i}."
+        writer.add_tensor(blk + "attn_norm.weight", np.ones(d, dtype=np.float32))
+        writer.add_tensor(blk + "ssm_in.weight", mat(2 * d_inner, d, scale=d**-0.5))
+        writer.add_tensor(blk + "ssm_conv1d.weight", mat(d_inner, d_conv, scale=0.5))
+        writer.add_tensor(blk + "ssm_conv1d.bias", mat(d_inner, scale=0.1))
+        writer.add_tensor(
+            blk + "ssm_x.weight", mat(dt_rank + 2 * d_state, d_inner, scale=d_inner**-0.5)
+        )
+        writer.add_tensor(blk + "ssm_dt.weight", mat(d_inner, dt_rank, scale=0.5))
+        writer.add_tensor(blk + "ssm_dt.bias", mat(d_inner, scale=0.1))
+        writer.add_tensor(blk + "ssm_a", -np.exp(mat(d_inner, d_state, scale=0.5)))
+        writer.add_tensor(blk + "ssm_d", np.ones(d_inner, dtype=np.float32))
+        writer.add_tensor(blk + "ssm_out.weight", mat(d, d_inner, scale=d_inner**-0.5))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

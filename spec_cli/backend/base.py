@@ -30,13 +30,16 @@ class Backend(Protocol):
     """A loaded model with one sequence in its KV cache.
 
     The cache holds `cached` (positions 0..n-1). `eval` appends tokens and returns logits
-    rows for the last `n_logits` of them; `truncate` rolls the cache back.
+    rows for the last `n_logits` of them; `truncate(n)` rolls the cache back to n tokens,
+    or to none when the model cannot return to position n (`can_roll_back` is False for
+    recurrent models: any rollback empties their cache).
     """
 
     path: str
     n_vocab: int
     n_ctx: int
     n_batch: int  # most tokens one call can return logits for
+    can_roll_back: bool
 
     @property
     def cached(self) -> Sequence[int]: ...
@@ -84,7 +87,7 @@ def sync_cache(backend: Backend, tokens: Sequence[int], n_logits: int = 0) -> Lo
     keep = common_prefix(backend.cached, tokens)
     keep = min(keep, len(tokens) - n_logits)
     backend.truncate(keep)
-    rest = tokens[keep:]
+    rest = tokens[len(backend.cached) :]  # all of them when the rollback emptied the cache
     if not rest:
         return None
     return backend.eval(rest, n_logits)

@@ -136,6 +136,13 @@ class LlamaCppBackend:
             self._vocab = lc.llama_model_get_vocab(self._model)
             self.n_vocab = int(lc.llama_vocab_n_tokens(self._vocab))
             self._add_bos = bool(lc.llama_vocab_get_add_bos(self._vocab))
+            # A recurrent state (Mamba, RWKV, and hybrids such as LFM2 or Granite 4) holds
+            # only its latest position: llama.cpp cannot roll it back to an earlier one.
+            self.can_roll_back = not (
+                lc.llama_model_is_recurrent(self._model) or lc.llama_model_is_hybrid(self._model)
+            )
+            # Sliding-window layers forget positions older than their window (once pruned).
+            self._n_swa = int(lc.llama_model_n_swa(self._model))
             if not options.vocab_only:
                 self._create_context(options)
 
@@ -278,8 +285,17 @@ class LlamaCppBackend:
             del self._cached[n:]
             return
         if n < len(self._cached):
-            lc.llama_memory_seq_rm(self._mem, 0, n, -1)
+            if not (self._still_holds(n) and lc.llama_memory_seq_rm(self._mem, 0, n, -1)):
+                # The state before position n is gone: start over, keeping nothing.
+                lc.llama_memory_seq_rm(self._mem, 0, -1, -1)
+                n = 0
             del self._cached[n:]
+
+    def _still_holds(self, n: int) -> bool:
+        """Whether the cache still has what a token at position n attends to: a
+        sliding-window cache prunes positions a window behind its newest one."""
+        oldest = int(lc.llama_memory_seq_pos_min(self._mem, 0))
+        return n == 0 or oldest <= max(0, n - max(1, self._n_swa))
 
     # -- metadata -------------------------------------------------------------------------
 

@@ -1,0 +1,134 @@
+"""Recurrent models (Mamba, RWKV, hybrids like LFM2): llama.cpp cannot roll their state
+back, so a rejected draft cannot be undone. Output stays the plain output, cache reuse
+re-reads what it must, and nothing pretends to draft."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from clitools import isolated_env, spec_command
+from fakes import FakeBackend
+
+from spec_cli.backend.base import sync_cache
+from spec_cli.backend.llama_cpp import LlamaCppBackend, LoadOptions
+from spec_cli.drafters.base import Drafter, NoDrafter
+from spec_cli.drafters.prompt_lookup import PromptLookupDrafter
+from spec_cli.engine import GenerationConfig, generate
+from spec_cli.events import TokenEvent
+
+PROMPT = "abcabcabcabcabc abcabc"
+
+
+def tokens_of(backend: LlamaCppBackend, drafter: Drafter, prompt: list[int]) -> list[int]:
+    events = generate(backend, drafter, prompt, GenerationConfig(24), np.random.default_rng(0))
+    return [e.token for e in events if isinstance(e, TokenEvent)]
+
+
+@pytest.fixture(scope="module")
+def mamba(tiny_mamba: str) -> Iterator[LlamaCppBackend]:
+    backend = LlamaCppBackend(tiny_mamba, LoadOptions(n_ctx=256, n_threads=1))
+    yield backend
+    backend.close()
+
+
+def test_a_recurrent_model_says_so_and_a_rollback_empties_its_cache(mamba: LlamaCppBackend) -> None:
+    assert not mamba.can_roll_back
+    mamba.truncate(0)
+    prompt = mamba.tokenize(PROMPT)
+    mamba.eval(prompt, 1)
+    mamba.truncate(len(prompt) - 2)
+    assert list(mamba.cached) == []
+    # What the emptied cache then reads gives the same logits as a fresh start.
+    again = np.array(mamba.eval(prompt, 1))
+    mamba.truncate(0)
+    fresh = np.array(mamba.eval(prompt, 1))
+    assert np.allclose(again, fresh, atol=1e-4)
+
+
+def test_a_transformer_model_still_rolls_back_in_place(tiny_model: str) -> None:
+    backend = LlamaCppBackend(tiny_model, LoadOptions(n_ctx=256, n_threads=1))
+    try:
+        assert backend.can_roll_back
+        prompt = backend.tokenize(PROMPT)
+        backend.eval(prompt, 1)
+        backend.truncate(len(prompt) - 2)
+        assert list(backend.cached) == prompt[:-2]
+    finally:
+        backend.close()
+
+
+def test_drafts_rejected_on_a_recurrent_target_still_give_the_plain_output(
+    mamba: LlamaCppBackend,
+) -> None:
+    prompt = mamba.tokenize(PROMPT)
+    plain = tokens_of(mamba, NoDrafter(), prompt)
+    # Prompt lookup on a random model's text is right now and then, wrong more often.
+    assert tokens_of(mamba, PromptLookupDrafter(), prompt) == plain
+    # A second run reuses no stale state: the cache must roll back to the prompt.
+    assert tokens_of(mamba, NoDrafter(), prompt) == plain
+
+
+def test_sync_cache_rereads_everything_when_the_rollback_emptied_the_cache() -> None:
+    fake = FakeBackend(can_roll_back=False)
+    sync_cache(fake, [3, 4, 5, 6])
+    sync_cache(fake, [3, 4, 7])
+    assert fake.batches[-1] == [3, 4, 7]
+    assert list(fake.cached) == [3, 4, 7]
+
+
+def spec(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*spec_command(), *args], capture_output=True, text=True, env=env, timeout=120, input=""
+    )
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return isolated_env(tmp_path_factory.mktemp("home"))
+
+
+def test_auto_decodes_a_recurrent_target_plainly_with_one_note(
+    env: dict[str, str], tiny_mamba: str, tmp_path: Path
+) -> None:
+    prompt = tmp_path / "p.txt"
+    prompt.write_text(PROMPT)
+    args = ["run", str(prompt), "--raw", "--model", tiny_mamba, "--threads", "1", "-n", "16"]
+    plain = spec(env, *args, "--drafter", "none")
+    auto = spec(env, *args)
+    assert plain.returncode == auto.returncode == 0, auto.stderr
+    assert auto.stdout == plain.stdout and plain.stdout
+    notes = [line for line in auto.stderr.splitlines() if "recurrent" in line]
+    assert len(notes) == 1 and "without drafts" in notes[0]
+
+
+def test_an_explicit_drafter_on_a_recurrent_target_is_one_line_error(
+    env: dict[str, str], tiny_mamba: str, tmp_path: Path
+) -> None:
+    prompt = tmp_path / "p.txt"
+    prompt.write_text(PROMPT)
+    args = ["run", str(prompt), "--raw", "--model", tiny_mamba, "--threads", "1", "-n", "16"]
+    result = spec(env, *args, "--drafter", "ngram")
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "--drafter ngram" in result.stderr
+    assert "recurrent" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_recurrent_draft_model_is_refused_and_a_draft_for_one_is_not_loaded(
+    env: dict[str, str], tiny_mamba: str, tiny_model: str, tmp_path: Path
+) -> None:
+    prompt = tmp_path / "p.txt"
+    prompt.write_text(PROMPT)
+    common = ["run", str(prompt), "--raw", "--threads", "1", "-n", "16"]
+    refused = spec(env, *common, "--model", tiny_model, "--draft", tiny_mamba)
+    assert refused.returncode != 0 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "recurrent" in refused.stderr
+    plain = spec(env, *common, "--model", tiny_mamba, "--drafter", "none")
+    ignored = spec(env, *common, "--model", tiny_mamba, "--draft", tiny_model)
+    assert ignored.returncode == 0, ignored.stderr
+    assert ignored.stdout == plain.stdout
+    assert "not loading draft" in ignored.stderr
