@@ -29,8 +29,27 @@ app.add_typer(models_app, name="models")
 app.add_typer(ngram_app, name="ngram")
 
 
+def _print_version(asked: bool) -> None:
+    if not asked:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    typer.echo(f"spec {of('spec-cli')} (llama-cpp-python {of('llama_cpp_python')})")
+    raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    show_version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print versions and exit."
+    ),
+) -> None:
     """Faster local LLM decoding with speculative execution (llama.cpp, GGUF)."""
 
 
@@ -69,7 +88,13 @@ def main() -> None:
 
     click_exception, abort = _click_exceptions()
 
-    debug = bool(os.environ.get("SPEC_DEBUG"))
+    from spec_cli.envflags import flag
+
+    debug = flag("SPEC_DEBUG")
+    if sys.stdin is None:
+        # Started with stdin closed (`spec run - <&-`): read it as empty, and hold its
+        # descriptor so that no file opened later takes it.
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (lives as long as spec)
     if sys.stdout is None:
         # Started with stdout closed (`spec run p >&-`): the text would have nowhere to go,
         # and a file opened later could take its descriptor.

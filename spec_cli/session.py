@@ -3,7 +3,6 @@ commands get one."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from spec_cli.compat import incompatibility
 from spec_cli.costs import CostModel
 from spec_cli.drafters.base import Drafter, NoDrafter
 from spec_cli.engine import GenerationConfig, generate
+from spec_cli.envflags import flag
 from spec_cli.errors import IncompatibleDraftError, ModelError, PromptError, UsageError
 from spec_cli.events import Event
 from spec_cli.stats import GenerationStats
@@ -265,7 +265,7 @@ MAX_BYTES_PER_TOKEN = 1024
 
 def _learning() -> bool:
     """Whether runs learn from each other (n-grams, acceptance); SPEC_NO_LEARN=1 stops it."""
-    return os.environ.get("SPEC_NO_LEARN", "") in ("", "0")
+    return not flag("SPEC_NO_LEARN")
 
 
 def open_session(options: ModelOptions) -> Session:

@@ -164,7 +164,7 @@ def test_n_predict_minus_one_runs_until_the_context_is_full(
     unlimited = spec(env, *small, "-n", "-1")
     assert unlimited.returncode == 0, unlimited.stderr.decode()
     out = json.loads(unlimited.stdout)
-    room = 256 - out["stats"]["prompt_tokens"]  # llama.cpp rounds a context up to 256
+    room = 64 - out["stats"]["prompt_tokens"]  # the size asked for, not llama.cpp's 256
     assert out["finish_reason"] in ("length", "stop")
     if out["finish_reason"] == "length":
         assert out["stats"]["generated_tokens"] == room
@@ -372,16 +372,24 @@ def test_a_misspelt_drafter_is_refused_before_any_model_loads(
     assert "missing.gguf" not in err
 
 
-def test_a_small_context_drafts_within_its_batch(
-    env: dict[str, str], prompt_file: str, tiny_model: str
+def test_a_small_context_is_kept_to_the_size_asked_for(
+    env: dict[str, str], prompt_file: str, tiny_model: str, tmp_path: Path
 ) -> None:
-    """llama.cpp limits a call to the context asked for (16 here), and rounds the context
-    itself up: long drafts would not fit in one call, so they are cut to fit."""
-    small = ("--ctx-size", "16", "--raw", "-n", "60", "--draft-max", "64")
+    """llama.cpp allocates at least 256 tokens; `-c 80` still means 80: a longer prompt
+    is refused, generation stops at 80 tokens in all, and drafts fit in what is left."""
+    small = ("--ctx-size", "80", "--raw", "-n", "200", "--draft-max", "64", "--json")
     plain = spec(env, *base(prompt_file, tiny_model, *small, "--drafter", "none"))
     drafted = spec(env, *base(prompt_file, tiny_model, *small, "--drafter", "prompt-lookup"))
     assert plain.returncode == 0 and drafted.returncode == 0, drafted.stderr.decode()
-    assert drafted.stdout == plain.stdout
+    out, spec_out = json.loads(plain.stdout), json.loads(drafted.stdout)
+    assert out["stats"]["prompt_tokens"] + out["stats"]["generated_tokens"] == 80
+    assert out["finish_reason"] == "length"
+    assert spec_out["tokens"] == out["tokens"]
+    long_prompt = tmp_path / "long.txt"
+    long_prompt.write_text(PROMPT * 3, encoding="utf-8")
+    refused = spec(env, *base(str(long_prompt), tiny_model, "--ctx-size", "80", "--raw"))
+    assert refused.returncode != 0 and refused.stdout == b""
+    assert b"context holds 80" in refused.stderr
 
 
 def test_a_cache_that_cannot_be_written_is_reported(
@@ -411,3 +419,47 @@ def test_settings_that_work_against_the_user_get_a_note_and_the_run_goes_on(
     notes = proc.stderr.decode().splitlines()
     assert any("--ctx-size 1024 is beyond the 512 tokens" in line for line in notes)
     assert any(f"--threads {threads} is more than" in line for line in notes)
+
+
+def test_a_closed_stdin_reads_as_empty_input(env: dict[str, str], tiny_model: str) -> None:
+    """`spec run - <&-`: one line saying there is no text, not an internal error."""
+    proc = subprocess.run(
+        [*spec_command(), *base("-", tiny_model)],
+        capture_output=True,
+        env=env,
+        timeout=120,
+        preexec_fn=lambda: os.close(0),  # the child starts with descriptor 0 closed
+    )
+    assert proc.returncode == 1 and proc.stdout == b""
+    err = proc.stderr.decode()
+    assert err == "spec: error: standard input is empty: give some text to continue\n"
+
+
+@pytest.mark.parametrize("value", ["0", "false", "off", ""])
+def test_debug_and_log_variables_set_to_off_are_off(
+    env: dict[str, str], prompt_file: str, tiny_model: str, value: str
+) -> None:
+    off = {**env, "SPEC_DEBUG": value, "SPEC_LLAMA_LOG": value}
+    failed = spec(off, *base(prompt_file + ".missing", tiny_model))
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr.decode()
+    ran = spec(off, *base(prompt_file, tiny_model, "--drafter", "none"))
+    assert ran.returncode == 0 and ran.stderr == b""  # no llama.cpp log
+
+
+def test_version_prints_spec_and_llama_cpp_python_versions(env: dict[str, str]) -> None:
+    proc = spec(env, "--version")
+    assert proc.returncode == 0 and proc.stderr == b""
+    assert re.fullmatch(rb"spec \S+ \(llama-cpp-python \S+\)\n", proc.stdout)
+
+
+def test_an_ngram_cache_a_drafter_never_reads_gets_a_note(
+    env: dict[str, str], prompt_file: str, tiny_model: str, tmp_path: Path, plain_stdout: str
+) -> None:
+    cache = tmp_path / "corpus.ngrams"
+    built = spec(env, "ngram", "build", prompt_file, "-o", str(cache), "--model", tiny_model)
+    assert built.returncode == 0, built.stderr.decode()
+    args = base(prompt_file, tiny_model, "--drafter", "none", "--ngram-cache", str(cache))
+    proc = spec(env, *args)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode("utf-8") == plain_stdout
+    assert "--ngram-cache is not used by --drafter none" in proc.stderr.decode()

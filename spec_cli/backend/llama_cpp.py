@@ -23,6 +23,7 @@ import llama_cpp as lc
 import numpy as np
 
 from spec_cli.backend.base import Logits, VocabInfo
+from spec_cli.envflags import flag
 from spec_cli.errors import ModelError, PromptError
 from spec_cli.signals import deferred_interrupts
 
@@ -34,7 +35,7 @@ _VOCAB_KINDS = {0: "none", 1: "spm", 2: "bpe", 3: "wpm", 4: "ugm", 5: "rwkv", 6:
 @lc.llama_log_callback  # type: ignore[misc,untyped-decorator]
 def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     # llama.cpp logs model loading at length on stderr; keep stderr for our own messages.
-    if os.environ.get("SPEC_LLAMA_LOG"):
+    if flag("SPEC_LLAMA_LOG"):
         os.write(2, text)
 
 
@@ -123,7 +124,7 @@ class LlamaCppBackend:
         self._ctx: Any = None
         self._mem: Any = None
         self._batch: Any = None
-        self.n_ctx = self.n_batch = self.n_ctx_train = 0
+        self.n_ctx = self.n_batch = self.n_ctx_train = self._capacity = 0
         self.threads = options.n_threads or physical_cores()
         self.n_gpu_layers = options.n_gpu_layers
         self._cached: list[int] = []
@@ -187,7 +188,11 @@ class LlamaCppBackend:
                 f"llama.cpp could not create a context of {n_ctx} tokens for {self.path}: "
                 "try a smaller --ctx-size"
             )
-        self.n_ctx = int(lc.llama_n_ctx(self._ctx))
+        # What was allocated may exceed what was asked for (llama.cpp's rounding, or
+        # MIN_CONTEXT): the engine keeps to the size asked for, while the calibration may
+        # use the rest.
+        self._capacity = int(lc.llama_n_ctx(self._ctx))
+        self.n_ctx = min(n_ctx, self._capacity)
         self.n_batch = int(lc.llama_n_batch(self._ctx))
         self._mem = lc.llama_get_memory(self._ctx)
         self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
@@ -243,9 +248,10 @@ class LlamaCppBackend:
         n = len(tokens)
         if n == 0:
             raise ValueError("eval needs at least one token")
-        if len(self._cached) + n > self.n_ctx:
+        if len(self._cached) + n > self._capacity:
             raise PromptError(
-                f"the context of {self.n_ctx} tokens is full: raise --ctx-size or shorten the input"
+                f"the context of {self._capacity} tokens is full: raise --ctx-size or shorten "
+                "the input"
             )
         if n_logits > min(n, self.n_batch):
             raise ValueError("n_logits exceeds the tokens of one batch")

@@ -146,8 +146,10 @@ def bench(
     total = total_generations(loaded.prompts, settings)
     opts = ModelOptions(model, draft, ctx_size, threads, gpu_layers, draft_gpu_layers)
     with sigterm_as_interrupt(), open_session(opts) as session:
+        n_prompts, n_turns = len(loaded.prompts), sum(len(p.turns) for p in loaded.prompts)
+        turns = f", {n_turns} turns" if n_turns != n_prompts else ""
         err.print(
-            f"spec bench: {len(loaded.prompts)} prompts ({', '.join(loaded.categories())}) x "
+            f"spec bench: {n_prompts} prompts ({', '.join(loaded.categories())}{turns}) x "
             f"{', '.join(chosen)} x {repeats} = {total} generations"
         )
         busy = machine.busy_note()

@@ -230,7 +230,8 @@ def _print_info(data: dict[str, Any], preset: Preset | None) -> None:
 
     lines: list[tuple[str, str]] = []
     if preset is not None:
-        lines.append(("preset", f"{preset.name} ({preset.description})"))
+        described = f" ({preset.description})" if preset.description else ""
+        lines.append(("preset", preset.name + described))
         lines.append(("source", str(data["source"])))
         lines.append(("drafts", ", ".join(preset.drafts) or "none listed"))
     if data["file"] is None:

@@ -78,6 +78,10 @@ def run(
 
         hub.note(f"--draft is not used by --drafter {drafter}: not loading it")
         draft = None
+    if ngram_cache is not None and drafter not in ("auto", "ngram"):
+        from spec_cli import hub
+
+        hub.note(f"--ngram-cache is not used by --drafter {drafter}: only auto and ngram read it")
     opts = ModelOptions(model, draft, ctx_size, threads, gpu_layers, draft_gpu_layers, auto_draft)
     with sigterm_as_interrupt(), open_session(opts) as session:
         prompt = session.prompt(text, system, raw)

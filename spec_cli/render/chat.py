@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from rich.console import Console
 from rich.text import Text
 
+from spec_cli.render.output import drafter_lines
+
 if TYPE_CHECKING:
     from spec_cli.render.output import Renderer
     from spec_cli.stats import GenerationStats
@@ -269,11 +271,7 @@ def session_report(
             f"drafts: accepted {total.accepted_tokens}/{total.drafted_tokens} "
             f"({total.acceptance_rate:.0%}); {total.steps_without_draft} steps without a draft"
         )
-        for name, c in sorted(total.per_drafter.items()):
-            rate = c.accepted / c.drafted if c.drafted else 0.0
-            lines.append(
-                f"  {name}: {c.steps} drafts, accepted {c.accepted}/{c.drafted} ({rate:.0%})"
-            )
+        lines.extend(drafter_lines(total))
         rates = total.position_rates()
         lines.append("  acceptance by draft position: " + " ".join(f"{r:.0%}" for r in rates[:16]))
     else:

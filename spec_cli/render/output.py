@@ -49,12 +49,22 @@ def stats_line(stats: GenerationStats) -> str:
     return line
 
 
+def drafter_lines(stats: GenerationStats) -> list[str]:
+    """One line per drafter whose drafts were verified: how many, and how many passed."""
+    lines = []
+    for name, c in sorted(stats.per_drafter.items()):
+        rate = c.accepted / c.drafted if c.drafted else 0.0
+        drafts = "draft" if c.steps == 1 else "drafts"
+        lines.append(
+            f"  {name}: {c.steps} {drafts}, accepted {c.accepted}/{c.drafted} ({rate:.0%})"
+        )
+    return lines
+
+
 def stats_report(stats: GenerationStats) -> str:
     """The multi-line `--stats` block: the summary, then per-drafter and timing detail."""
     lines = [stats_line(stats)]
-    for name, c in sorted(stats.per_drafter.items()):
-        rate = c.accepted / c.drafted if c.drafted else 0.0
-        lines.append(f"  {name}: {c.steps} drafts, accepted {c.accepted}/{c.drafted} ({rate:.0%})")
+    lines.extend(drafter_lines(stats))
     if stats.target_calls:
         lines.append(
             f"  steps without a draft: {stats.steps_without_draft}/{stats.target_calls}; "
