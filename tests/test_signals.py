@@ -163,3 +163,36 @@ def test_closed_pipe_ends_quietly(
     assert code == 0
     assert err == b"", err.decode()
     assert time.monotonic() - started < 10  # it stopped, not ran the whole minute
+
+
+def test_ctrl_c_before_generation_still_prints_the_json(
+    tmp_path: Path,
+    prompt_file: str,
+    long_model: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A first run measures the machine before generating (a few seconds on a big
+    model): Ctrl-C then still gives the JSON object, with nothing generated."""
+    import sys
+
+    from spec_cli.cli import main
+    from spec_cli.session import Session
+
+    for key, value in isolated_env(tmp_path).items():
+        if key.startswith(("SPEC_", "HF_")):
+            monkeypatch.setenv(key, value)
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Session, "make_drafter", interrupted)
+    monkeypatch.setattr(sys, "argv", ["spec", "run", prompt_file, "-m", long_model, "--json"])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    out = capsys.readouterr().out
+    assert stopped.value.code == 130
+    payload = json.loads(out)
+    assert payload["finish_reason"] == "interrupted"
+    assert payload["tokens"] == [] and payload["text"] == ""
+    assert payload["stats"]["prompt_tokens"] > 0

@@ -51,7 +51,7 @@ def run(
     from spec_cli.errors import UsageError
     from spec_cli.prompts import read_prompt
     from spec_cli.render.output import finish_report, make_renderer
-    from spec_cli.result import consume
+    from spec_cli.result import Result, consume
     from spec_cli.sampling import SamplingParams
     from spec_cli.session import ModelOptions, open_session
     from spec_cli.signals import sigterm_as_interrupt
@@ -88,8 +88,27 @@ def run(
         check_fits(session.target, prompt)  # before the drafter's calibration
         if max_tokens == o.UNLIMITED:
             max_tokens = session.target.n_ctx - len(prompt)
-        active = session.make_drafter(drafter, ngram_cache=ngram_cache)
         gen_stats = GenerationStats()
+
+        def report(result: Result) -> None:
+            gen_stats.wall_seconds = time.perf_counter() - started
+            finish_report(
+                result,
+                gen_stats,
+                model=session.model_path,
+                draft_model=session.draft_path,
+                drafter=drafter,
+                json_out=json_out,
+                show_stats=stats,
+            )
+
+        try:
+            active = session.make_drafter(drafter, ngram_cache=ngram_cache)
+        except KeyboardInterrupt:
+            # Stopped while a first run measured this machine: nothing generated yet.
+            gen_stats.prompt_tokens = len(prompt)
+            report(Result())
+            sys.exit(130)
         renderer = make_renderer(color, json_out)
         events = session.stream(
             prompt,
@@ -102,16 +121,7 @@ def run(
         result = consume(events, renderer.handle if renderer else None, gen_stats)
         if renderer:
             renderer.close()
-        gen_stats.wall_seconds = time.perf_counter() - started
-        finish_report(
-            result,
-            gen_stats,
-            model=session.model_path,
-            draft_model=session.draft_path,
-            drafter=drafter,
-            json_out=json_out,
-            show_stats=stats,
-        )
+        report(result)
         active.close()  # saves what it learned: after the answer is out, which comes first
     if result.finish_reason == "interrupted":
         sys.exit(130)
