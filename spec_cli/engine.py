@@ -89,14 +89,14 @@ def generate(
                 reason = "length"
                 break
             k_max = min(config.draft_max, budget - 1, room - 1, target.n_batch - 1)
+            if len(target.cached) != len(context) - 1:
+                sync_cache(target, context[:-1])  # a rejected draft emptied a recurrent cache
             ts = time.perf_counter()
             draft = drafter.draft(context, k_max, sampling, rng) if k_max > 0 else Draft()
             if len(draft) > k_max:
                 draft = draft.truncated(k_max)
             draft = before_end(draft, target.is_eog)
             tv = time.perf_counter()
-            if len(target.cached) != len(context) - 1:
-                sync_cache(target, context[:-1])  # a rejected draft emptied a recurrent cache
             n_acc, nxt = _verify(target, context, draft, config, rng)
             target.truncate(len(context) + n_acc)
             te = time.perf_counter()

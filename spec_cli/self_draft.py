@@ -107,7 +107,7 @@ def check_room(target: str, kind: str, folder: Path) -> None:
 
 def self_draft(target: str, kind: str, notify: Callable[[str], None]) -> str:
     """The path of the target's quantized copy, made first when not cached."""
-    from spec_cli.backend.llama_cpp import quantize
+    from spec_cli.backend.quantize import quantize
     from spec_cli.cachefiles import locked
     from spec_cli.ggufinfo import human_size
     from spec_cli.signals import sigterm_as_interrupt

@@ -112,13 +112,19 @@ class Session:
             )
         raise UsageError(f"unknown drafter {name!r}: choose one of {', '.join(DRAFTERS)}")
 
-    def _plain_for_recurrent(self, name: str) -> Drafter:
-        """A recurrent target cannot take back a rejected draft's tokens, so nothing can
-        draft for it: `auto` decodes plainly (with a note), other drafters are refused."""
-        why = (
+    def cannot_draft(self) -> str | None:
+        """Why nothing can draft for this target (a recurrent model), or None."""
+        if self.target.can_roll_back:
+            return None
+        return (
             f"{Path(self.target.path).name} keeps a recurrent state that llama.cpp cannot "
             "roll back, so rejected drafts could not be undone"
         )
+
+    def _plain_for_recurrent(self, name: str) -> Drafter:
+        """A recurrent target cannot take back a rejected draft's tokens, so nothing can
+        draft for it: `auto` decodes plainly (with a note), other drafters are refused."""
+        why = self.cannot_draft()
         if name != "auto":
             raise UsageError(f"--drafter {name} cannot work here: {why}; use --drafter none")
         if not self._noted_recurrent:
@@ -286,12 +292,8 @@ def open_session(options: ModelOptions) -> Session:
     target = _load(target_path, LoadOptions(options.ctx_size, options.threads, options.gpu_layers))
     _note_useless_settings(options, target, notify)
     template = hub.chat_template_for(options.model)
-    if draft_path is not None and not target.can_roll_back:
-        notify(
-            f"not loading draft {Path(draft_path).name}: {Path(target_path).name} is a "
-            "recurrent model, and nothing can draft for it"
-        )
-        draft_path = None
+    if not target.can_roll_back:
+        draft_path = None  # nothing can draft for it: make_drafter says so, once
     if draft_path is None:
         return Session(target, chat_template=template, notify=notify)
     try:

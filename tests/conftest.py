@@ -91,7 +91,7 @@ def default_model_f32(
 
     Made in seconds with llama.cpp's quantizer; deleted afterwards (it is 540 MB).
     """
-    from spec_cli.backend.llama_cpp import quantize
+    from spec_cli.backend.quantize import quantize
 
     dst = tmp_path_factory.mktemp("real-f32") / "smollm2-135m-f32.gguf"
     quantize(default_model, str(dst), "f32")

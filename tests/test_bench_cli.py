@@ -74,7 +74,7 @@ def test_bench_reports_on_stdout_and_writes_json_and_csv(
     assert "Ceiling on this machine" in proc.stdout
     # A multi-turn prompt makes more generations than prompts: the plan says how.
     plan = proc.stderr.splitlines()[0]
-    assert plan.startswith("spec bench: 3 prompts (code-edit, multi-turn, qa, 4 turns) x ")
+    assert plan.startswith("spec bench: 3 prompts, 4 turns (code-edit, multi-turn, qa) x ")
     assert "\x1b[" not in proc.stderr and "\x1b[" not in proc.stdout
 
     doc = json.loads(out_json.read_text())

@@ -19,12 +19,19 @@ from spec_cli.drafters.base import Drafter, NoDrafter
 from spec_cli.drafters.prompt_lookup import PromptLookupDrafter
 from spec_cli.engine import GenerationConfig, generate
 from spec_cli.events import TokenEvent
+from spec_cli.stats import GenerationStats
 
 PROMPT = "abcabcabcabcabc abcabc"
 
 
-def tokens_of(backend: LlamaCppBackend, drafter: Drafter, prompt: list[int]) -> list[int]:
-    events = generate(backend, drafter, prompt, GenerationConfig(24), np.random.default_rng(0))
+def tokens_of(
+    backend: LlamaCppBackend,
+    drafter: Drafter,
+    prompt: list[int],
+    stats: GenerationStats | None = None,
+) -> list[int]:
+    config = GenerationConfig(24)
+    events = generate(backend, drafter, prompt, config, np.random.default_rng(0), stats)
     return [e.token for e in events if isinstance(e, TokenEvent)]
 
 
@@ -61,13 +68,34 @@ def test_a_transformer_model_still_rolls_back_in_place(tiny_model: str) -> None:
         backend.close()
 
 
+def test_a_sliding_window_cache_rolls_back_only_where_the_window_is_still_held(
+    tiny_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sliding-window cache that has pruned positions below `oldest` can return to
+    position n only if n's window starts at or after `oldest`; else it starts over."""
+    backend = LlamaCppBackend(tiny_model, LoadOptions(n_ctx=256, n_threads=1))
+    try:
+        prompt = backend.tokenize(PROMPT)[:20]
+        backend.eval(prompt, 1)
+        backend._n_swa = 8  # as if its layers saw 8 positions back
+        monkeypatch.setattr("llama_cpp.llama_memory_seq_pos_min", lambda mem, seq: 6)
+        backend.truncate(15)  # window 7..14: still held
+        assert list(backend.cached) == prompt[:15]
+        backend.truncate(12)  # window 4..11: positions 4 and 5 were pruned
+        assert list(backend.cached) == []
+    finally:
+        backend.close()
+
+
 def test_drafts_rejected_on_a_recurrent_target_still_give_the_plain_output(
     mamba: LlamaCppBackend,
 ) -> None:
     prompt = mamba.tokenize(PROMPT)
     plain = tokens_of(mamba, NoDrafter(), prompt)
     # Prompt lookup on a random model's text is right now and then, wrong more often.
-    assert tokens_of(mamba, PromptLookupDrafter(), prompt) == plain
+    stats = GenerationStats()
+    assert tokens_of(mamba, PromptLookupDrafter(), prompt, stats) == plain
+    assert 0 < stats.accepted_tokens < stats.drafted_tokens  # some drafts were undone
     # A second run reuses no stale state: the cache must roll back to the prompt.
     assert tokens_of(mamba, NoDrafter(), prompt) == plain
 
@@ -131,4 +159,13 @@ def test_a_recurrent_draft_model_is_refused_and_a_draft_for_one_is_not_loaded(
     ignored = spec(env, *common, "--model", tiny_mamba, "--draft", tiny_model)
     assert ignored.returncode == 0, ignored.stderr
     assert ignored.stdout == plain.stdout
-    assert "not loading draft" in ignored.stderr
+    assert ignored.stderr.count("\n") == 1 and "decoding without drafts" in ignored.stderr
+
+
+def test_bench_on_a_recurrent_target_says_there_is_nothing_to_compare(
+    env: dict[str, str], tiny_mamba: str
+) -> None:
+    result = spec(env, "bench", "--model", tiny_mamba, "--threads", "1")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "nothing to compare" in result.stderr
+    assert "--drafter none" in result.stderr

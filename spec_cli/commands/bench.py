@@ -93,7 +93,7 @@ def bench(
     from spec_cli.bench.report import Report, build_report
     from spec_cli.bench.runner import BenchRunner, BenchSettings, total_generations
     from spec_cli.bench.suites import BUILTIN, load_suite
-    from spec_cli.errors import SpecError, UsageError
+    from spec_cli.errors import ModelError, SpecError, UsageError
     from spec_cli.render.bench import BenchProgress, render_report
     from spec_cli.sampling import SamplingParams
     from spec_cli.session import ModelOptions, open_session
@@ -146,10 +146,13 @@ def bench(
     total = total_generations(loaded.prompts, settings)
     opts = ModelOptions(model, draft, ctx_size, threads, gpu_layers, draft_gpu_layers)
     with sigterm_as_interrupt(), open_session(opts) as session:
+        why = session.cannot_draft()
+        if why is not None:
+            raise ModelError(f"nothing to compare: {why}; `spec run --drafter none` decodes it")
         n_prompts, n_turns = len(loaded.prompts), sum(len(p.turns) for p in loaded.prompts)
         turns = f", {n_turns} turns" if n_turns != n_prompts else ""
         err.print(
-            f"spec bench: {n_prompts} prompts ({', '.join(loaded.categories())}{turns}) x "
+            f"spec bench: {n_prompts} prompts{turns} ({', '.join(loaded.categories())}) x "
             f"{', '.join(chosen)} x {repeats} = {total} generations"
         )
         busy = machine.busy_note()

@@ -312,8 +312,8 @@ def quantize(
 ) -> None:
     """Write SRC re-quantized to DST with llama.cpp's quantizer."""
     from spec_cli import hub
-    from spec_cli.backend.llama_cpp import FTYPES
-    from spec_cli.backend.llama_cpp import quantize as llama_quantize
+    from spec_cli.backend.quantize import FTYPES
+    from spec_cli.backend.quantize import quantize as llama_quantize
     from spec_cli.errors import ModelError, UsageError
     from spec_cli.ggufinfo import human_size
     from spec_cli.outfiles import check_output
