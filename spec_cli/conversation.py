@@ -133,7 +133,10 @@ class Conversation:
                 raise ContextFullError(self._too_long(user, len(prompt)))
             first = self._next_exchange(first)
             dropped += 1
-        reused = common_prefix(self.session.target.cached, prompt[:-1])
+        cached = self.session.target.cached
+        reused = common_prefix(cached, prompt[:-1])
+        if reused < len(cached) and not self.session.target.can_roll_back:
+            reused = 0  # a recurrent cache cannot go back to the shared part: all is re-read
         return Turn(user, prompt, text, first, dropped, reused)
 
     def _too_long(self, user: str, tokens: int) -> str:
