@@ -154,15 +154,14 @@ class Session:
 
     def cost_model(self) -> CostModel:
         """This machine's measured costs for these models (cached after the first run)."""
-        from spec_cli.backend.llama_cpp import llama_cpp_version
+        from spec_cli.backend.llama_cpp import build_id
         from spec_cli.calibration import load_or_measure
 
         if self._costs is None:
-            backend_id = f"llama.cpp-{llama_cpp_version()}"
             self._costs = load_or_measure(
                 self.target,
                 self.draft,
-                backend_id,
+                build_id(),
                 on_measure=lambda: self.notify(
                     "measuring this machine's verify costs once for this model (a few seconds)"
                 ),

@@ -268,3 +268,18 @@ def test_builtin_multi_turn_prompts_run_through_the_real_chat_template(
     first, second = results[0], results[2]
     assert second["prompt_tokens"] > first["prompt_tokens"] + first["generated_tokens"]
     assert "Recommendation:" in proc.stdout
+
+
+def test_recalibrate_measures_the_machine_again_for_every_later_run(
+    tmp_path: Path, suite: str, tiny_model: str
+) -> None:
+    env = isolated_env(tmp_path)
+    args = tiny_args(suite, tiny_model, "-n", "2", "--category", "qa", "--methods", "none")
+    assert spec(env, *args).returncode == 0
+    (saved,) = (tmp_path / "spec-cache" / "calibration").glob("*.json")
+    first = json.loads(saved.read_text())["measured_at"]
+    assert spec(env, *args).returncode == 0
+    assert json.loads(saved.read_text())["measured_at"] == first  # cached
+    proc = spec(env, *args, "--recalibrate")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(saved.read_text())["measured_at"] > first

@@ -139,3 +139,33 @@ def test_online_costs_keep_the_prior_without_evidence() -> None:
     online = OnlineCosts(prior)
     online.observe(1, 0.005)
     assert online.model is prior
+
+
+def test_refresh_measures_again_and_replaces_the_cached_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPEC_CACHE_DIR", str(tmp_path))
+    slopes = iter([0.1, 0.2])
+
+    def fake_calibrate(target: object, draft: object) -> CostModel:
+        slope = next(slopes)
+        return CostModel(tuple(1.0 + slope * i for i in range(MAX_BATCH)), 0.3, 0.01)
+
+    monkeypatch.setattr(calibration, "calibrate", fake_calibrate)
+    target = FakeBackend()
+    old = calibration.load_or_measure(target, None, "test")
+    new = calibration.load_or_measure(target, None, "test", refresh=True)
+    assert new != old
+    assert calibration.load_or_measure(target, None, "test") == new
+
+
+def test_a_build_compiled_differently_is_another_calibration_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A CUDA or Metal reinstall of the same llama-cpp-python version is measured afresh."""
+    import spec_cli.backend.llama_cpp as backend
+
+    cpu = backend.build_id()
+    monkeypatch.setattr(backend, "system_info", lambda: "CUDA : ARCHS = 890 | CPU : AVX2 = 1 |")
+    assert backend.build_id() != cpu
+    assert backend.build_id().startswith(f"llama.cpp-{backend.llama_cpp_version()}-")

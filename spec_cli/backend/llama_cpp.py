@@ -376,6 +376,14 @@ def llama_cpp_version() -> str:
     return str(getattr(lc, "__version__", "unknown"))
 
 
+def build_id() -> str:
+    """The llama.cpp build a measurement belongs to: the bindings' version and what the
+    library was compiled with (CPU features, GPU backends), so a CUDA or Metal reinstall
+    of the same version is measured afresh."""
+    compiled = hashlib.sha256(system_info().encode()).hexdigest()[:8]
+    return f"llama.cpp-{llama_cpp_version()}-{compiled}"
+
+
 def system_info() -> str:
     ensure_backend()
     info: bytes = lc.llama_print_system_info()

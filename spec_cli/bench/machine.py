@@ -75,20 +75,16 @@ def busy_note() -> str | None:
     )
 
 
-def backend_id() -> str:
-    """Identifies the llama.cpp build in the calibration cache key."""
-    from spec_cli.backend.llama_cpp import llama_cpp_version
-
-    return "llama.cpp-" + llama_cpp_version()
-
-
-def ceiling(target: Backend, draft: Backend | None, draft_max: int) -> dict[str, Any]:
+def ceiling(
+    target: Backend, draft: Backend | None, draft_max: int, refresh: bool = False
+) -> dict[str, Any]:
     """Speedup of a perfect, free drafter at its best draft length, up to `draft_max`, under
-    this machine's measured verify cost curve (measured once and cached; a few seconds the
-    first time)."""
+    this machine's measured verify cost curve (measured once and cached, a few seconds the
+    first time; `refresh` measures again and replaces what was cached)."""
+    from spec_cli.backend.llama_cpp import build_id
     from spec_cli.calibration import load_or_measure
 
-    cost = load_or_measure(target, draft, backend_id())
+    cost = load_or_measure(target, draft, build_id(), refresh=refresh)
     length, speedup = cost.ceiling(draft_max)
     return {
         "speedup": speedup,
@@ -96,5 +92,5 @@ def ceiling(target: Backend, draft: Backend | None, draft_max: int) -> dict[str,
         "target_call_seconds": cost.target_seconds,
         "draft_token_cost": cost.draft_token,
         "verify_cost": list(cost.verify),
-        "backend_id": backend_id(),
+        "backend_id": build_id(),
     }

@@ -66,6 +66,14 @@ def bench(
             metavar="FILE",
         ),
     ] = None,
+    recalibrate: Annotated[
+        bool,
+        typer.Option(
+            "--recalibrate",
+            help="Measure this machine's verify costs again (every later run uses the new "
+            "measurement), e.g. after a hardware or driver change.",
+        ),
+    ] = False,
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Overwrite existing --json/--csv/--plot files.")
     ] = False,
@@ -161,7 +169,7 @@ def bench(
         runner = BenchRunner(session, loaded.prompts, settings)
         runner.check_fit(session.target.n_ctx, None if suite in BUILTIN else suite)
         with err.status("measuring this machine's verify costs (cached after the first run)"):
-            ceiling = machine.ceiling(session.target, session.draft, draft_max)
+            ceiling = machine.ceiling(session.target, session.draft, draft_max, recalibrate)
         facts = header(session, settings, loaded, ceiling)
         with BenchProgress(total, err) as progress:
             runner.on_start = progress.started
