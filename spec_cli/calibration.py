@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,17 +35,21 @@ def calibration_key(target: Backend, draft: Backend | None, backend_id: str) -> 
 def _from_json(data: Any) -> CostModel | None:
     """A fresh, well-formed cached model, or None."""
     try:
-        if time.time() - float(data["measured_at"]) > MAX_AGE_SECONDS:
+        age = time.time() - float(data["measured_at"])
+        if not -3600 < age <= MAX_AGE_SECONDS:  # stale, or dated in the future
             return None
         verify = tuple(float(v) for v in data["verify"])
-        if len(verify) != MAX_BATCH or verify[0] <= 0:
+        others = [float(data[k]) for k in ("draft_token", "target_seconds", "draft_batch_token")]
+        # As calibrate() writes them: n tokens cost from 1 to n calls, never less for more.
+        if len(verify) != MAX_BATCH or verify[0] != 1.0:
             return None
-        return CostModel(
-            verify,
-            float(data["draft_token"]),
-            float(data["target_seconds"]),
-            float(data["draft_batch_token"]),
-        )
+        if any(not 1.0 <= v <= n for n, v in enumerate(verify, 1)):
+            return None
+        if any(later < earlier for earlier, later in itertools.pairwise(verify)):
+            return None
+        if not all(math.isfinite(v) and v >= 0 for v in others) or others[1] <= 0:
+            return None
+        return CostModel(verify, *others)
     except (KeyError, TypeError, ValueError):
         return None
 

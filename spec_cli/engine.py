@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from spec_cli.backend.base import Backend, sync_cache
-from spec_cli.drafters.base import Draft, Drafter, before_end
+from spec_cli.drafters.base import Draft, Drafter, before_end, within_vocab
 from spec_cli.errors import PromptError
 from spec_cli.events import Event, FinishEvent, Origin, RejectedEvent, StepEvent, TokenEvent
 from spec_cli.sampling import SamplingParams, position_rng, probabilities
@@ -95,7 +95,7 @@ def generate(
             draft = drafter.draft(context, k_max, sampling, rng) if k_max > 0 else Draft()
             if len(draft) > k_max:
                 draft = draft.truncated(k_max)
-            draft = before_end(draft, target.is_eog)
+            draft = before_end(within_vocab(draft, target.n_vocab), target.is_eog)
             tv = time.perf_counter()
             n_acc, nxt = _verify(target, context, draft, config, rng)
             target.truncate(len(context) + n_acc)

@@ -26,6 +26,18 @@ class NgramCounts:
     def __len__(self) -> int:
         return sum(len(t) for t in self.tables)
 
+    def rows(self) -> int:
+        """How many (context, continuation) pairs are counted: a file's row count."""
+        return sum(len(row) for table in self.tables for row in table.values())
+
+    def age(self, factor: float) -> None:
+        """Scale every count down by `factor` (each stays at least 1), so contexts seen
+        long ago give way to ones seen since unless they keep coming back."""
+        for table in self.tables:
+            for row in table.values():
+                for tok, c in row.items():
+                    row[tok] = max(1, int(c * factor))
+
     def add(self, key: tuple[int, ...], token: int, count: int = 1) -> None:
         row = self.tables[len(key)].setdefault(key, {})
         row[token] = row.get(token, 0) + count

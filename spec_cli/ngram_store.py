@@ -5,6 +5,7 @@ tokenizers."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +15,26 @@ from spec_cli.errors import SpecError
 from spec_cli.ngram_counts import NgramCounts
 
 PERSISTENT_LIMIT = 100_000  # rows kept in the learned cache (a few MB)
+# Once the learned cache is full, what it holds is aged by this factor before a run's
+# counts join it: without it, contexts seen twice long ago would fill every row and a new
+# run's contexts (seen once so far) would be dropped on every write, never adding up.
+AGE_WHEN_FULL = 0.8
 
 
 def read_counts(path: Path) -> tuple[NgramCounts, str] | None:
     """(counts, vocabulary id) stored at `path`, or None when missing or corrupt."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            counts = NgramCounts.from_arrays(data["keys"], data["nexts"], data["counts"])
+            keys, nexts, counts = data["keys"], data["nexts"], data["counts"]
+            # Counts of 0 or less, or negative token ids, are not ours: a damaged or
+            # hand-edited file, read as none.
+            if counts.size and (counts.min() <= 0 or nexts.min() < 0 or keys.min() < -1):
+                return None
+            table = NgramCounts.from_arrays(keys, nexts, counts)
             vocab = str(data["vocab"])
     except Exception:  # numpy and zipfile raise many kinds for a damaged file
         return None
-    return counts, vocab
+    return table, vocab
 
 
 STATIC_MIN_ORDER = 2  # a corpus's single-token contexts say little about this text
@@ -79,9 +89,15 @@ def load_static(path: str, vocab: str) -> NgramCounts:
 class PersistentNgrams:
     """The learned cache for one vocabulary, in the user cache directory."""
 
-    def __init__(self, vocab: str, directory: Path | None = None) -> None:
+    def __init__(
+        self,
+        vocab: str,
+        directory: Path | None = None,
+        on_unsaved: Callable[[Path], None] | None = None,
+    ) -> None:
         self.vocab = vocab
         self.path = (directory or cache_dir() / "ngram") / f"{vocab[:32]}.npz"
+        self._on_unsaved = on_unsaved
 
     def load(self) -> NgramCounts:
         loaded = read_counts(self.path)
@@ -96,5 +112,10 @@ class PersistentNgrams:
             return True
         with locked(self.path):
             current = self.load()
+            if current.rows() >= PERSISTENT_LIMIT * 0.95:
+                current.age(AGE_WHEN_FULL)
             current.merge(new)
-            return write_counts(self.path, current, self.vocab, PERSISTENT_LIMIT)
+            saved = write_counts(self.path, current, self.vocab, PERSISTENT_LIMIT)
+        if not saved and self._on_unsaved is not None:
+            self._on_unsaved(self.path.parent)
+        return saved

@@ -150,7 +150,14 @@ class Session:
 
         vocab = self.target.vocab_id()
         static = load_static(ngram_cache, vocab) if ngram_cache else None
-        return NgramDrafter(PersistentNgrams(vocab) if learn else None, static)
+        learned = PersistentNgrams(
+            vocab,
+            on_unsaved=lambda where: self.notify(
+                f"could not save this run's n-grams in {where}, so later runs cannot draft "
+                "from them: make it writable or set SPEC_CACHE_DIR to a writable directory"
+            ),
+        )
+        return NgramDrafter(learned if learn else None, static)
 
     def cost_model(self) -> CostModel:
         """This machine's measured costs for these models (cached after the first run)."""

@@ -169,3 +169,37 @@ def test_a_build_compiled_differently_is_another_calibration_key(
     monkeypatch.setattr(backend, "system_info", lambda: "CUDA : ARCHS = 890 | CPU : AVX2 = 1 |")
     assert backend.build_id() != cpu
     assert backend.build_id().startswith(f"llama.cpp-{backend.llama_cpp_version()}-")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["a zero cost", "NaN", "costs that shrink", "a negative draft cost", "a date in the future"],
+)
+def test_a_hand_edited_calibration_is_measured_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    monkeypatch.setenv("SPEC_CACHE_DIR", str(tmp_path))
+    calls = []
+
+    def fake_calibrate(target: object, draft: object) -> CostModel:
+        calls.append(1)
+        return CostModel(tuple(1.0 + 0.1 * i for i in range(MAX_BATCH)), 0.3, 0.01)
+
+    monkeypatch.setattr(calibration, "calibrate", fake_calibrate)
+    target = FakeBackend()
+    good = calibration.load_or_measure(target, None, "test")
+    (path,) = (tmp_path / "calibration").glob("*.json")
+    data = json.loads(path.read_text())
+    if damage == "a zero cost":
+        data["verify"][1] = 0
+    elif damage == "NaN":
+        data["verify"][3] = float("nan")
+    elif damage == "costs that shrink":
+        data["verify"][5] = 1.1
+    elif damage == "a negative draft cost":
+        data["draft_token"] = -1
+    else:
+        data["measured_at"] = time.time() + 10 * 24 * 3600
+    path.write_text(json.dumps(data))
+    assert calibration.load_or_measure(target, None, "test") == good
+    assert len(calls) == 2

@@ -172,6 +172,16 @@ def test_drafts_fit_in_one_target_call() -> None:
     assert all(len(b) <= 4 for b in target.batches[1:])
 
 
+def test_draft_tokens_outside_the_vocabulary_never_reach_the_target() -> None:
+    """A hand-edited n-gram cache can propose any id: the draft is cut before it."""
+    target = FakeBackend()
+    good = oracle_script(target)
+    drafter = ScriptedDrafter(lambda ctx, n: [*good(ctx, 2), VOCAB + 5, -1][:n])
+    result = run(target, drafter, max_tokens=12, draft_max=4)
+    assert result.tokens == greedy_reference(FakeBackend(), PROMPT, 12)
+    assert all(0 <= t < VOCAB for batch in target.batches for t in batch)
+
+
 # -- events --------------------------------------------------------------------------------
 
 

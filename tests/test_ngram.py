@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from spec_cli import ngram_store
 from spec_cli.drafters.ngram import NgramDrafter
 from spec_cli.ngram_counts import NgramCounts
 from spec_cli.ngram_store import (
@@ -282,3 +284,58 @@ def test_spec_ngram_build_reads_standard_input(tiny_model: str, tmp_path: Path) 
     assert build.returncode == 0, build.stderr
     loaded = read_counts(cache)
     assert loaded is not None and len(loaded[0]) > 0
+
+
+def test_a_full_learned_cache_takes_in_a_text_that_comes_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Old contexts seen three times fill the cache; a new text seen once per run gets
+    in by its second run and stays, instead of being dropped on every write."""
+    monkeypatch.setattr(ngram_store, "PERSISTENT_LIMIT", 20)
+    store = PersistentNgrams("v", tmp_path)
+    old = NgramCounts()
+    for i in range(20):
+        old.add((100, i), 0, 3)
+    assert store.learn(old)
+    new = NgramCounts()
+    for i in range(5):
+        new.add((200, i), 0)
+    for _ in range(2):
+        store.learn(new)
+    assert {key for key in store.load().tables[2] if key[0] == 200} == {(200, i) for i in range(5)}
+    store.learn(new)
+    assert all(store.load().tables[2][(200, i)][0] >= 2 for i in range(5))  # adding up
+
+
+@pytest.mark.parametrize("damage", ["zero count", "negative count", "negative id"])
+def test_a_cache_file_with_impossible_counts_or_ids_is_ignored(tmp_path: Path, damage: str) -> None:
+    counts = NgramCounts()
+    counts.add_sequence([1, 2, 3, 1, 2, 4])
+    arrays = counts.to_arrays()
+    if damage == "zero count":
+        arrays["counts"][0] = 0
+    elif damage == "negative count":
+        arrays["counts"][0] = -3
+    else:
+        arrays["nexts"][0] = -5
+    store = PersistentNgrams("v", tmp_path)
+    np.savez_compressed(
+        store.path,
+        vocab=np.asarray("v"),
+        keys=arrays["keys"],
+        nexts=arrays["nexts"],
+        counts=arrays["counts"],
+    )
+    assert read_counts(store.path) is None
+    assert store.load().rows() == 0  # read as no cache, and rebuilt by the next run
+
+
+def test_a_learned_cache_that_cannot_be_saved_is_reported(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    unsaved: list[Path] = []
+    store = PersistentNgrams("v", blocker / "ngram", on_unsaved=unsaved.append)
+    counts = NgramCounts()
+    counts.add((1, 2), 3)
+    assert not store.learn(counts)
+    assert unsaved == [blocker / "ngram"]

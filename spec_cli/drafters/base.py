@@ -59,6 +59,15 @@ def before_end(draft: Draft, is_end: Callable[[int], bool]) -> Draft:
     return draft
 
 
+def within_vocab(draft: Draft, n_vocab: int) -> Draft:
+    """`draft` cut at its first token id outside the target's vocabulary: a damaged or
+    hand-edited n-gram cache can hold any id, and llama.cpp must never see one."""
+    for i, tok in enumerate(draft.tokens):
+        if not 0 <= tok < n_vocab:
+            return draft.truncated(i)
+    return draft
+
+
 def extends(seen: Sequence[int], context: Sequence[int]) -> bool:
     """Whether `context` continues the tokens an incremental drafter has indexed (checked
     at the last indexed token: contexts only grow within a generation, and a new one
