@@ -38,6 +38,13 @@ class NgramCounts:
                 for tok, c in row.items():
                     row[tok] = max(1, int(c * factor))
 
+    def drop_singletons(self) -> None:
+        """Forget contexts seen only once: the first a full file leaves out, and the bulk
+        of a large corpus's distinct contexts."""
+        for table in self.tables:
+            for key in [k for k, row in table.items() if sum(row.values()) == 1]:
+                del table[key]
+
     def add(self, key: tuple[int, ...], token: int, count: int = 1) -> None:
         row = self.tables[len(key)].setdefault(key, {})
         row[token] = row.get(token, 0) + count
@@ -48,9 +55,13 @@ class NgramCounts:
         for n in range(1, min(self.max_order, j) + 1):
             self.add(tuple(tokens[j - n : j]), nxt)
 
-    def add_sequence(self, tokens: Sequence[int]) -> None:
+    def add_sequence(self, tokens: Sequence[int], min_order: int = 1) -> None:
+        """Count every position's continuation of its 1..max_order (from `min_order`)
+        token contexts."""
         for j in range(1, len(tokens)):
-            self.add_position(tokens, j)
+            nxt = tokens[j]
+            for n in range(min_order, min(self.max_order, j) + 1):
+                self.add(tuple(tokens[j - n : j]), nxt)
 
     def lookup(self, suffix: Sequence[int], min_order: int = 1) -> tuple[int, int, int, int] | None:
         """Best continuation of the longest known context that ends `suffix`.

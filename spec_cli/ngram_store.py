@@ -38,6 +38,30 @@ def read_counts(path: Path) -> tuple[NgramCounts, str] | None:
 
 
 STATIC_MIN_ORDER = 2  # a corpus's single-token contexts say little about this text
+CORPUS_CHUNK = 1 << 20  # characters of a corpus tokenized at a time (cut at a line end)
+SPARE_ROWS = 3  # rows held while counting a corpus, per row the file keeps
+
+
+def count_corpus_text(
+    counts: NgramCounts, text: str, tokenize: Callable[..., list[int]], limit: int
+) -> int:
+    """Add `text`'s 2..4-token contexts to `counts`, a chunk at a time; how many tokens
+    it had. Memory stays in proportion to `limit`, not to the corpus: past SPARE_ROWS
+    times the rows a file keeps, contexts seen once go (the first a full file leaves out)."""
+    n_tokens = 0
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + CORPUS_CHUNK)
+        if end < len(text):
+            newline = text.rfind("\n", start + CORPUS_CHUNK // 2, end)
+            end = newline + 1 if newline >= 0 else end  # n-grams across a cut are lost
+        tokens = tokenize(text[start:end], add_bos=False)
+        counts.add_sequence(tokens, STATIC_MIN_ORDER)
+        n_tokens += len(tokens)
+        if counts.rows() > SPARE_ROWS * limit:
+            counts.drop_singletons()
+        start = end
+    return n_tokens
 
 
 def counts_file(

@@ -339,3 +339,27 @@ def test_a_learned_cache_that_cannot_be_saved_is_reported(tmp_path: Path) -> Non
     counts.add((1, 2), 3)
     assert not store.learn(counts)
     assert unsaved == [blocker / "ngram"]
+
+
+def test_a_large_corpus_is_counted_in_memory_bounded_by_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Contexts seen once are dropped while counting once the table outgrows the limit;
+    a phrase that keeps coming back survives, and no 1-token contexts are held."""
+    monkeypatch.setattr(ngram_store, "CORPUS_CHUNK", 200)
+    rng = np.random.default_rng(0)
+    lines = []
+    for _ in range(60):
+        noise = "".join(chr(c) for c in rng.integers(0x4E00, 0x9FFF, 30))
+        lines.append(f"{noise} the same phrase again\n")
+    counts = NgramCounts()
+
+    def tokenize(text: str, add_bos: bool = False) -> list[int]:
+        return [ord(c) for c in text]
+
+    n = ngram_store.count_corpus_text(counts, "".join(lines), tokenize, limit=100)
+    assert n == sum(len(line) for line in lines)
+    assert counts.rows() <= ngram_store.SPARE_ROWS * 100 + 200 * 3  # one chunk's worth over
+    assert not counts.tables[1]
+    phrase = tokenize(" same phr")
+    assert counts.tables[4][tuple(phrase[:4])][phrase[4]] > 30

@@ -18,8 +18,14 @@ def build(
     output: Annotated[Path, typer.Option("--output", "-o", help="Cache file to write.")],
     model: o.Model = None,
     limit: Annotated[
-        int, typer.Option("--limit", min=1000, help="Keep at most this many n-gram rows.")
-    ] = 2_000_000,
+        int,
+        typer.Option(
+            "--limit",
+            min=1000,
+            help="Keep at most this many n-gram rows (each run that reads the cache loads "
+            "them all: 500,000 take about a second).",
+        ),
+    ] = 500_000,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite OUTPUT.")] = False,
 ) -> None:
     """Count the 2..4-gram continuations of FILES with MODEL's tokenizer into OUTPUT."""
@@ -29,7 +35,7 @@ def build(
     from spec_cli.backend.llama_cpp import LlamaCppBackend, LoadOptions
     from spec_cli.errors import SpecError, UsageError
     from spec_cli.ngram_counts import MAX_ORDER, NgramCounts
-    from spec_cli.ngram_store import STATIC_MIN_ORDER, counts_file
+    from spec_cli.ngram_store import STATIC_MIN_ORDER, count_corpus_text, counts_file
     from spec_cli.outfiles import check_output, write_file
     from spec_cli.prompts import decode_prompt
 
@@ -48,9 +54,8 @@ def build(
             if not data.strip():
                 hub.note(f"skipping {path}: it is empty")
                 continue
-            tokens = tokenizer.tokenize(decode_prompt(data, str(path)), add_bos=False)
-            counts.add_sequence(tokens)
-            n_tokens += len(tokens)
+            text = decode_prompt(data, str(path))
+            n_tokens += count_corpus_text(counts, text, tokenizer.tokenize, limit)
         if not n_tokens:
             raise SpecError("the files hold no text to learn from")
         data, rows = counts_file(counts, tokenizer.vocab_id(), limit, STATIC_MIN_ORDER)
