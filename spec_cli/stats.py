@@ -147,4 +147,6 @@ class GenerationStats:
             "steps_without_draft": self.steps_without_draft,
             "per_drafter": {k: v.as_dict() for k, v in sorted(self.per_drafter.items())},
             "per_position_acceptance": self.position_rates(),
+            # How many drafts reached each position: what each rate is out of.
+            "per_position_drafted": list(self.position_drafted),
         }

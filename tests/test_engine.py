@@ -323,6 +323,9 @@ def test_stats_are_consistent_with_the_events(name: str) -> None:
         assert s.acceptance_rate == pytest.approx(s.accepted_tokens / s.drafted_tokens)
     # The target verifies the last token and each draft in one batch.
     assert [len(b) for b in target.batches[1:]] == [st.drafted + 1 for st in steps]
+    # Position i's rate is out of the drafts that reached it.
+    reached = s.as_dict()["per_position_drafted"]
+    assert reached == [sum(1 for st in steps if st.drafted > i) for i in range(len(reached))]
 
 
 def test_right_drafts_cut_target_calls() -> None:
