@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import difflib
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Collection
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,33 @@ class ChatSettings:
     @property
     def sampling(self) -> SamplingParams:
         return SamplingParams(self.temperature, self.top_k, self.top_p, self.min_p)
+
+    def with_saved(self, saved: object, keep: Collection[str]) -> ChatSettings:
+        """These settings with those a /save stored (`saved`, its "settings" object) in
+        place of every one not named in `keep` (those given on the command line). Values
+        of the wrong type are left out; out-of-range ones raise UsageError."""
+        from spec_cli.session import DRAFTERS
+
+        if not isinstance(saved, dict):
+            return self
+        changes: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name in keep or f.name not in saved:
+                continue
+            value, now = saved[f.name], getattr(self, f.name)
+            if f.name == "drafter":
+                ok = value in DRAFTERS
+            elif f.name == "seed":
+                ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
+            elif isinstance(now, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            if ok:
+                changes[f.name] = float(value) if isinstance(now, float) else value
+        merged = replace(self, **changes)
+        merged.validate()
+        return merged
 
     def validate(self) -> None:
         """Raise UsageError with a user-facing message on out-of-range values."""

@@ -238,6 +238,16 @@ class Conversation:
         return source
 
 
+def saved_settings(path: str | Path) -> object:
+    """The "settings" object a /save stored in `path`, or None (unreadable files are
+    reported when the conversation itself is loaded)."""
+    try:
+        doc = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return doc.get("settings") if isinstance(doc, dict) else None
+
+
 def _is_saved_conversation(path: Path) -> bool:
     """Whether /save wrote `path` (its opening says so: a mistyped name may be a model)."""
     try:

@@ -256,3 +256,29 @@ def test_mistyped_commands_get_the_closest_real_one(typed: str, meant: str | Non
     from spec_cli.chat_repl import closest_command
 
     assert closest_command(typed) == meant
+
+
+@pytest.mark.real
+def test_load_continues_with_the_saved_settings_unless_given_again(tmp_path: Path) -> None:
+    """`spec chat --load FILE` takes the settings /save stored, except those on the
+    command line; a saved value out of range is one line naming the file."""
+    saved = tmp_path / "chat.json"
+    doc = {
+        "format": "spec-chat",
+        "version": 1,
+        "settings": {"drafter": "none", "max_tokens": 3, "temperature": 0.5, "seed": 7},
+        "system": None,
+        "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+    }
+    saved.write_text(json.dumps(doc))
+    done = piped_chat(tmp_path, ["--load", str(saved), "-n", "5"], "/settings\n")
+    assert done.returncode == 0, done.stderr
+    shown = dict(line.split(None, 1) for line in done.stderr.splitlines() if "  " in line)
+    assert shown["drafter"].startswith("none")
+    assert shown["max-tokens"] == "5"  # given again: the command line wins
+    assert shown["temperature"] == "0.5" and shown["seed"] == "7"
+    doc["settings"] = {"top_p": 7.0}
+    saved.write_text(json.dumps(doc))
+    bad = piped_chat(tmp_path, ["--load", str(saved)], "")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.count("\n") == 1 and str(saved) in bad.stderr

@@ -11,6 +11,7 @@ from spec_cli.commands import options as o
 
 
 def chat(
+    ctx: typer.Context,
     model: o.Model = None,
     draft: o.DraftModel = None,
     drafter: o.DrafterName = "auto",
@@ -53,6 +54,21 @@ def chat(
         check_static(ngram_cache)
     settings = ChatSettings(drafter, draft_max, max_tokens, temperature, top_k, top_p, min_p, seed)
     settings.validate()
+    if load:
+        from spec_cli.conversation import saved_settings
+
+        # The file's settings carry on, except those given on this command line.
+        given = {
+            name
+            for name in ctx.params
+            if (source := ctx.get_parameter_source(name)) is not None and source.name != "DEFAULT"
+        }
+        try:
+            settings = settings.with_saved(saved_settings(load), given)
+        except UsageError as e:
+            why = f"{load} holds a setting out of range ({e}): fix or remove it"
+            raise UsageError(why) from None
+        drafter = settings.drafter
     terminal = ChatTerminal(color, commands=COMMANDS)
     opts = ModelOptions(
         model,
