@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -68,6 +69,11 @@ def chat(
         except UsageError as e:
             why = f"{load} holds a setting out of range ({e}): fix or remove it"
             raise UsageError(why) from None
+        if settings.drafter == "model" and draft is None and "drafter" not in given:
+            from spec_cli import hub
+
+            hub.note(f"{load} drafted with a draft model: pass --draft to go on so; using auto")
+            settings = replace(settings, drafter="auto")
         drafter = settings.drafter
     terminal = ChatTerminal(color, commands=COMMANDS)
     opts = ModelOptions(
