@@ -9,10 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from spec_cli.cachefiles import cache_dir, locked, write_atomic
 from spec_cli.errors import SpecError
 from spec_cli.ngram_counts import NgramCounts
+from spec_cli.ngram_table import FrozenNgrams, NgramLookup
 
 PERSISTENT_LIMIT = 100_000  # rows kept in the learned cache (a few MB)
 # Once the learned cache is full, what it holds is aged by this factor before a run's
@@ -21,20 +23,37 @@ PERSISTENT_LIMIT = 100_000  # rows kept in the learned cache (a few MB)
 AGE_WHEN_FULL = 0.8
 
 
-def read_counts(path: Path) -> tuple[NgramCounts, str] | None:
-    """(counts, vocabulary id) stored at `path`, or None when missing or corrupt."""
+Arrays = tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int32]]
+
+
+def read_arrays(path: Path) -> tuple[Arrays, str] | None:
+    """((keys, nexts, counts), vocabulary id) stored at `path`, or None when missing or
+    corrupt."""
     try:
         with np.load(path, allow_pickle=False) as data:
             keys, nexts, counts = data["keys"], data["nexts"], data["counts"]
-            # Counts of 0 or less, or negative token ids, are not ours: a damaged or
-            # hand-edited file, read as none.
-            if counts.size and (counts.min() <= 0 or nexts.min() < 0 or keys.min() < -1):
-                return None
-            table = NgramCounts.from_arrays(keys, nexts, counts)
             vocab = str(data["vocab"])
     except Exception:  # numpy and zipfile raise many kinds for a damaged file
         return None
-    return table, vocab
+    if keys.ndim != 2 or not len(keys) == len(nexts) == len(counts):
+        return None
+    # Counts of 0 or less, or negative token ids, are not ours: a damaged or hand-edited
+    # file, read as none.
+    if counts.size and (counts.min() <= 0 or nexts.min() < 0 or keys.min() < -1):
+        return None
+    return (keys, nexts, counts), vocab
+
+
+def read_counts(path: Path) -> tuple[NgramCounts, str] | None:
+    """(counts, vocabulary id) stored at `path`, or None when missing or corrupt."""
+    loaded = read_arrays(path)
+    return None if loaded is None else (NgramCounts.from_arrays(*loaded[0]), loaded[1])
+
+
+def read_table(path: Path) -> tuple[FrozenNgrams, str] | None:
+    """As read_counts, as a read-only table that loads in a fraction of the time."""
+    loaded = read_arrays(path)
+    return None if loaded is None else (FrozenNgrams(*loaded[0]), loaded[1])
 
 
 STATIC_MIN_ORDER = 2  # a corpus's single-token contexts say little about this text
@@ -92,11 +111,11 @@ def check_static(path: str) -> None:
         raise SpecError(f"n-gram cache not found: {path}")
 
 
-def load_static(path: str, vocab: str) -> NgramCounts:
+def load_static(path: str, vocab: str) -> FrozenNgrams:
     """A corpus cache from `spec ngram build`; refused when built for another vocabulary."""
     check_static(path)
     p = Path(path)
-    loaded = read_counts(p)
+    loaded = read_table(p)
     if loaded is None:
         raise SpecError(
             f"{path} is not a readable n-gram cache: rebuild it with `spec ngram build`"
@@ -125,6 +144,13 @@ class PersistentNgrams:
 
     def load(self) -> NgramCounts:
         loaded = read_counts(self.path)
+        if loaded is None or loaded[1] != self.vocab:
+            return NgramCounts()
+        return loaded[0]
+
+    def table(self) -> NgramLookup:
+        """What earlier runs taught, read-only, for drafting (an empty table if none)."""
+        loaded = read_table(self.path)
         if loaded is None or loaded[1] != self.vocab:
             return NgramCounts()
         return loaded[0]

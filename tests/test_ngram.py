@@ -363,3 +363,22 @@ def test_a_large_corpus_is_counted_in_memory_bounded_by_the_limit(
     assert not counts.tables[1]
     phrase = tokenize(" same phr")
     assert counts.tables[4][tuple(phrase[:4])][phrase[4]] > 30
+
+
+def test_a_frozen_table_answers_every_lookup_as_the_counts_it_was_written_from() -> None:
+    """Best continuation (the first added among equal counts), its count, the context's
+    total and the order matched: the same from the file's arrays as from the dicts."""
+    from spec_cli.ngram_table import FrozenNgrams
+
+    rng = np.random.default_rng(3)
+    counts = NgramCounts()
+    for _ in range(40):
+        counts.add_sequence(rng.integers(0, 12, 30).tolist())  # small vocabulary: ties
+    arrays = counts.to_arrays()
+    frozen = FrozenNgrams(arrays["keys"], arrays["nexts"], arrays["counts"])
+    suffixes = [list(key) for table in counts.tables for key in table]
+    suffixes += [[int(t), *s] for s in suffixes for t in rng.integers(0, 15, 2)]
+    suffixes += rng.integers(0, 15, (300, 4)).tolist()
+    for suffix in suffixes:
+        for min_order in (1, 2):
+            assert frozen.lookup(suffix, min_order) == counts.lookup(suffix, min_order), suffix

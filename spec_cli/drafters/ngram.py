@@ -15,6 +15,7 @@ import numpy as np
 from spec_cli.drafters.base import Draft, extends
 from spec_cli.ngram_counts import MAX_ORDER, NgramCounts, iter_suffix
 from spec_cli.ngram_store import PersistentNgrams
+from spec_cli.ngram_table import NgramLookup
 from spec_cli.sampling import SamplingParams
 
 SOURCES = ("context", "learned", "static")
@@ -64,11 +65,11 @@ class NgramDrafter:
     def __init__(
         self,
         persistent: PersistentNgrams | None = None,
-        static: NgramCounts | None = None,
+        static: NgramLookup | None = None,
         max_order: int = MAX_ORDER,
     ) -> None:
         self.persistent = persistent
-        self.learned = persistent.load() if persistent is not None else None
+        self.learned = persistent.table() if persistent is not None else None
         self.static = static
         self.max_order = max_order
         self.context = NgramCounts(max_order)
