@@ -60,7 +60,11 @@ class ChatSettings:
             if f.name == "drafter":
                 ok = value in DRAFTERS
             elif f.name == "seed":
-                ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
+                if value == -1:
+                    value = None  # llama.cpp's "random seed"
+                ok = value is None or (
+                    isinstance(value, int) and not isinstance(value, bool) and value >= 0
+                )
             elif isinstance(now, float):
                 ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             else:

@@ -31,19 +31,33 @@ class NgramCounts:
         return sum(len(row) for table in self.tables for row in table.values())
 
     def age(self, factor: float) -> None:
-        """Scale every count down by `factor` (each stays at least 1), so contexts seen
-        long ago give way to ones seen since unless they keep coming back."""
+        """Scale every count down by `factor`, rounding down; a continuation that falls
+        to 0 goes, except each context's most frequent one (kept at least at 1). So
+        contexts seen long ago give way to ones seen since unless they keep coming back,
+        and a context of many one-off continuations shrinks to one."""
         for table in self.tables:
             for row in table.values():
-                for tok, c in row.items():
-                    row[tok] = max(1, int(c * factor))
+                top = max(row, key=row.__getitem__)
+                for tok in list(row):
+                    scaled = int(row[tok] * factor)
+                    if scaled > 0 or tok == top:
+                        row[tok] = max(1, scaled)
+                    else:
+                        del row[tok]
 
-    def drop_singletons(self) -> None:
-        """Forget contexts seen only once: the first a full file leaves out, and the bulk
-        of a large corpus's distinct contexts."""
-        for table in self.tables:
-            for key in [k for k, row in table.items() if sum(row.values()) == 1]:
-                del table[key]
+    def keep_most_frequent(self, limit: int) -> None:
+        """Keep whole contexts, most frequent first (the newest among equals), up to
+        `limit` rows: what to_arrays writes, done in place."""
+        contexts = [
+            (n, key, row) for n, table in enumerate(self.tables) for key, row in table.items()
+        ]
+        kept = _most_frequent([row for _, _, row in contexts], limit)
+        if kept is None:
+            return
+        self.tables = [{} for _ in range(self.max_order + 1)]
+        for i in kept:
+            n, key, row = contexts[i]
+            self.tables[n][key] = row
 
     def add(self, key: tuple[int, ...], token: int, count: int = 1) -> None:
         row = self.tables[len(key)].setdefault(key, {})
@@ -106,18 +120,9 @@ class NgramCounts:
             for n in range(min_order, self.max_order + 1)
             for key, row in self.tables[n].items()
         ]
-        if limit is not None and sum(len(row) for _, row in contexts) > limit:
-            totals = np.asarray([sum(row.values()) for _, row in contexts], dtype=np.int64)
-            order = np.lexsort((-np.arange(len(contexts)), -totals))
-            kept, rows = [], 0
-            for i in order.tolist():
-                size = len(contexts[i][1])
-                if rows + size <= limit:
-                    kept.append(i)
-                    rows += size
-            # Written in the order they were added, so "newest" still means newest when
-            # the file is read back and merged again.
-            contexts = [contexts[i] for i in sorted(kept)]
+        kept = None if limit is None else _most_frequent([row for _, row in contexts], limit)
+        if kept is not None:
+            contexts = [contexts[i] for i in kept]
         keys: list[list[int]] = []
         nexts: list[int] = []
         counts: list[int] = []
@@ -145,6 +150,22 @@ class NgramCounts:
             if key:
                 out.add(key, tok, c)
         return out
+
+
+def _most_frequent(rows: Sequence[dict[int, int]], limit: int) -> list[int] | None:
+    """Indexes of the contexts (`rows`, oldest first) to keep within `limit` rows: whole
+    contexts, the most frequent first, the newest among equals; in their original order,
+    so "newest" still means newest after a file is read back and merged again. None when
+    all fit."""
+    if sum(len(row) for row in rows) <= limit:
+        return None
+    totals = np.asarray([sum(row.values()) for row in rows], dtype=np.int64)
+    kept, used = [], 0
+    for i in np.lexsort((-np.arange(len(rows)), -totals)).tolist():
+        if used + len(rows[i]) <= limit:
+            kept.append(i)
+            used += len(rows[i])
+    return sorted(kept)
 
 
 def iter_suffix(context: Sequence[int], drafted: Sequence[int], n: int) -> Iterable[int]:

@@ -58,15 +58,18 @@ def read_table(path: Path) -> tuple[FrozenNgrams, str] | None:
 
 STATIC_MIN_ORDER = 2  # a corpus's single-token contexts say little about this text
 CORPUS_CHUNK = 1 << 20  # characters of a corpus tokenized at a time (cut at a line end)
-SPARE_ROWS = 3  # rows held while counting a corpus, per row the file keeps
+# While counting a corpus, the table may grow to SPARE_ROWS times the rows the file keeps;
+# then it is cut to KEPT_ROWS times, the most frequent contexts first. The room between
+# the two lets contexts that recur now and then across chunks add up before the next cut.
+SPARE_ROWS = 4
+KEPT_ROWS = 2
 
 
 def count_corpus_text(
     counts: NgramCounts, text: str, tokenize: Callable[..., list[int]], limit: int
 ) -> int:
     """Add `text`'s 2..4-token contexts to `counts`, a chunk at a time; how many tokens
-    it had. Memory stays in proportion to `limit`, not to the corpus: past SPARE_ROWS
-    times the rows a file keeps, contexts seen once go (the first a full file leaves out)."""
+    it had. Memory stays in proportion to `limit`, not to the corpus (see SPARE_ROWS)."""
     n_tokens = 0
     start = 0
     while start < len(text):
@@ -78,7 +81,7 @@ def count_corpus_text(
         counts.add_sequence(tokens, STATIC_MIN_ORDER)
         n_tokens += len(tokens)
         if counts.rows() > SPARE_ROWS * limit:
-            counts.drop_singletons()
+            counts.keep_most_frequent(KEPT_ROWS * limit)
         start = end
     return n_tokens
 

@@ -42,7 +42,7 @@ def _hash_key(key: Sequence[int], width: int) -> int:
     """_hash_rows for one key (padded to `width`), in Python integers."""
     h = 0
     for i in range(width):
-        h = (h * _MULT + (key[i] + 1 if i < len(key) else 0)) & _MASK
+        h = (h * _MULT + (int(key[i]) + 1 if i < len(key) else 0)) & _MASK
     return h
 
 
@@ -61,15 +61,19 @@ class FrozenNgrams:
         counts = np.asarray(counts, dtype=np.int64)
         self.width = self.max_order = int(keys.shape[1]) or MAX_ORDER
         hashes = _hash_rows(keys)
-        # Per context, its rows by falling count; among equals the first stored (as
+        # Grouped by hash, then by the key itself (two contexts may share a hash); per
+        # context, its rows by falling count, among equals the first stored (as
         # NgramCounts picks the first added).
-        order = np.lexsort((np.arange(len(counts)), -counts, hashes))
-        hashes = hashes[order]
-        starts = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])[: len(hashes)]
+        columns = [keys[:, c] for c in range(keys.shape[1] - 1, -1, -1)]
+        order = np.lexsort((np.arange(len(counts)), -counts, *columns, hashes))
+        hashes, sorted_keys = hashes[order], keys[order]
+        new_context = np.r_[
+            True, (hashes[1:] != hashes[:-1]) | (sorted_keys[1:] != sorted_keys[:-1]).any(axis=1)
+        ]
+        starts = np.flatnonzero(new_context)[: len(hashes)]
         first = order[starts]
         self._hashes: list[int] = hashes[starts].tolist()
-        # Checked on a hit, so that two contexts sharing a hash cannot be confused.
-        self._keys = keys[first]
+        self._keys = keys[first]  # checked on a hit: a shared hash is not a match
         self._best: list[int] = np.asarray(nexts)[first].tolist()
         self._best_count: list[int] = counts[first].tolist()
         self._totals: list[int] = (
@@ -86,8 +90,9 @@ class FrozenNgrams:
             key = tuple(suffix[len(suffix) - n :])
             h = _hash_key(key, self.width)
             i = bisect_left(self._hashes, h)
-            if i < len(self._hashes) and self._hashes[i] == h:
+            while i < len(self._hashes) and self._hashes[i] == h:
                 stored = self._keys[i].tolist()
                 if tuple(stored[:n]) == key and (n == self.width or stored[n] < 0):
                     return self._best[i], self._best_count[i], self._totals[i], n
+                i += 1
         return None

@@ -381,3 +381,15 @@ def test_smollm2_draft_model_cache_is_reused_across_turns(default_model: str) ->
         # end of turn (2 tokens for SmolLM2's template).
         assert first_sync2 <= len(prompt2) - history + config.draft_max + 3
         assert first_sync2 < len(prompt2) // 2
+
+
+def test_saved_settings_of_the_wrong_kind_are_skipped_and_a_seed_of_minus_one_is_random() -> None:
+    from spec_cli.chat_repl import ChatSettings
+
+    cli = ChatSettings(max_tokens=64)
+    saved = {"seed": -1, "temperature": "hot", "top_k": True, "drafter": "nonsense", "min_p": 0.1}
+    merged = cli.with_saved(saved, keep={"max_tokens"})
+    assert merged == ChatSettings(max_tokens=64, min_p=0.1, seed=None)
+    assert cli.with_saved({"seed": -5, "max_tokens": 9}, keep={"max_tokens"}).seed is None
+    assert cli.with_saved({"seed": 11}, keep=set()).seed == 11
+    assert cli.with_saved(["not", "a", "dict"], keep=set()) == cli

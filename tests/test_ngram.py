@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -344,8 +345,9 @@ def test_a_learned_cache_that_cannot_be_saved_is_reported(tmp_path: Path) -> Non
 def test_a_large_corpus_is_counted_in_memory_bounded_by_the_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Contexts seen once are dropped while counting once the table outgrows the limit;
-    a phrase that keeps coming back survives, and no 1-token contexts are held."""
+    """The table is cut to the most frequent contexts whenever it outgrows SPARE_ROWS
+    times the limit: a phrase that keeps coming back survives, one-off noise goes, and
+    no 1-token contexts are held."""
     monkeypatch.setattr(ngram_store, "CORPUS_CHUNK", 200)
     rng = np.random.default_rng(0)
     lines = []
@@ -359,7 +361,7 @@ def test_a_large_corpus_is_counted_in_memory_bounded_by_the_limit(
 
     n = ngram_store.count_corpus_text(counts, "".join(lines), tokenize, limit=100)
     assert n == sum(len(line) for line in lines)
-    assert counts.rows() <= ngram_store.SPARE_ROWS * 100 + 200 * 3  # one chunk's worth over
+    assert counts.rows() <= ngram_store.SPARE_ROWS * 100 + 200 * 3  # a chunk's worth over
     assert not counts.tables[1]
     phrase = tokenize(" same phr")
     assert counts.tables[4][tuple(phrase[:4])][phrase[4]] > 30
@@ -382,3 +384,47 @@ def test_a_frozen_table_answers_every_lookup_as_the_counts_it_was_written_from()
     for suffix in suffixes:
         for min_order in (1, 2):
             assert frozen.lookup(suffix, min_order) == counts.lookup(suffix, min_order), suffix
+
+
+def test_aging_keeps_one_continuation_of_a_context_seen_many_ways_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs that each add a context with five one-off continuations, and three contexts
+    seen three times: the one-off contexts shrink to one row each when aged, so they
+    never crowd out what later runs saw more than once."""
+    monkeypatch.setattr(ngram_store, "PERSISTENT_LIMIT", 20)
+    store = PersistentNgrams("v", tmp_path)
+    for run in range(30):
+        counts = NgramCounts()
+        for tok in range(5):
+            counts.add((1000 + run, 7), tok)
+        for i in range(3):
+            counts.add((run, i), 0, 3)
+        store.learn(counts)
+        kept = store.load()
+        assert all((run, i) in kept.tables[2] for i in range(3)), run
+    aged = NgramCounts()
+    aged.add((1, 2), 5)
+    aged.add((1, 2), 6)
+    aged.add((1, 2), 6)
+    aged.age(0.8)
+    assert aged.tables[2][(1, 2)] == {6: 1}  # the top one stays, at least at 1
+
+
+def test_contexts_sharing_a_hash_stay_apart_in_a_frozen_table() -> None:
+    """These two 4-token contexts have the same 64-bit hash (found by a lattice search):
+    each still answers with its own continuations and total."""
+    from spec_cli.ngram_table import FrozenNgrams, _hash_key
+
+    one, other = (100, 19793, 100, 100), (23889, 100, 31744, 23348)
+    assert _hash_key(one, 4) == _hash_key(other, 4)
+    counts = NgramCounts()
+    counts.add(one, 7, 5)
+    counts.add(other, 9, 3)
+    counts.add(other, 4, 1)
+    arrays = counts.to_arrays()
+    frozen = FrozenNgrams(arrays["keys"], arrays["nexts"], arrays["counts"])
+    assert frozen.lookup(list(one)) == counts.lookup(list(one)) == (7, 5, 5, 4)
+    assert frozen.lookup(list(other)) == counts.lookup(list(other)) == (9, 3, 4, 4)
+    numpy_ids = cast(list[int], [np.int64(t) for t in one])  # as numpy hands them out
+    assert frozen.lookup(numpy_ids) == (7, 5, 5, 4)
