@@ -63,19 +63,17 @@ class NgramCounts:
         row = self.tables[len(key)].setdefault(key, {})
         row[token] = row.get(token, 0) + count
 
-    def add_position(self, tokens: Sequence[int], j: int) -> None:
-        """Count tokens[j] as the continuation of each context ending just before j."""
+    def add_position(self, tokens: Sequence[int], j: int, min_order: int = 1) -> None:
+        """Count tokens[j] as the continuation of each context ending just before j (of
+        at least `min_order` tokens)."""
         nxt = tokens[j]
-        for n in range(1, min(self.max_order, j) + 1):
+        for n in range(min_order, min(self.max_order, j) + 1):
             self.add(tuple(tokens[j - n : j]), nxt)
 
     def add_sequence(self, tokens: Sequence[int], min_order: int = 1) -> None:
-        """Count every position's continuation of its 1..max_order (from `min_order`)
-        token contexts."""
+        """Count every position's continuation (see add_position)."""
         for j in range(1, len(tokens)):
-            nxt = tokens[j]
-            for n in range(min_order, min(self.max_order, j) + 1):
-                self.add(tuple(tokens[j - n : j]), nxt)
+            self.add_position(tokens, j, min_order)
 
     def lookup(self, suffix: Sequence[int], min_order: int = 1) -> tuple[int, int, int, int] | None:
         """Best continuation of the longest known context that ends `suffix`.

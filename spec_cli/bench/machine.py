@@ -84,7 +84,8 @@ def ceiling(
     from spec_cli.backend.llama_cpp import build_id
     from spec_cli.calibration import load_or_measure
 
-    cost = load_or_measure(target, draft, build_id(), refresh=refresh)
+    build = build_id()
+    cost = load_or_measure(target, draft, build, refresh=refresh)
     length, speedup = cost.ceiling(draft_max)
     return {
         "speedup": speedup,
@@ -92,5 +93,5 @@ def ceiling(
         "target_call_seconds": cost.target_seconds,
         "draft_token_cost": cost.draft_token,
         "verify_cost": list(cost.verify),
-        "backend_id": build_id(),
+        "backend_id": build,
     }
