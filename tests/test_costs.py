@@ -77,36 +77,49 @@ def test_measured_curve_is_made_monotone() -> None:
     assert curve[0] == 1.0
 
 
-def test_calibration_is_cached_and_rebuilt_when_corrupt_or_stale(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+class FakeMeasurement:
+    """Stands in for calibrate(): counts its calls and returns a curve of `slope`."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.slope = 0.1
+
+    def __call__(self, target: object, draft: object) -> CostModel:
+        self.calls += 1
+        return CostModel(tuple(1.0 + self.slope * i for i in range(MAX_BATCH)), 0.3, 0.01)
+
+
+@pytest.fixture
+def measure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeMeasurement:
+    """Calibrations cached under tmp_path and measured by a FakeMeasurement."""
     monkeypatch.setenv("SPEC_CACHE_DIR", str(tmp_path))
-    calls = []
+    fake = FakeMeasurement()
+    monkeypatch.setattr(calibration, "calibrate", fake)
+    return fake
 
-    def fake_calibrate(target: object, draft: object) -> CostModel:
-        calls.append(1)
-        return CostModel(tuple(1.0 + 0.1 * i for i in range(MAX_BATCH)), 0.3, 0.01)
 
-    monkeypatch.setattr(calibration, "calibrate", fake_calibrate)
+def test_calibration_is_cached_and_rebuilt_when_corrupt_or_stale(
+    tmp_path: Path, measure: FakeMeasurement
+) -> None:
     target = FakeBackend()
     first = calibration.load_or_measure(target, None, "test")
     again = calibration.load_or_measure(target, None, "test")
-    assert again == first and len(calls) == 1
+    assert again == first and measure.calls == 1
 
     (path,) = (tmp_path / "calibration").glob("*.json")
     path.write_text("{truncated")
     calibration.load_or_measure(target, None, "test")
-    assert len(calls) == 2
+    assert measure.calls == 2
 
     data = json.loads(path.read_text())
     data["measured_at"] = time.time() - calibration.MAX_AGE_SECONDS - 10
     path.write_text(json.dumps(data))
     calibration.load_or_measure(target, None, "test")
-    assert len(calls) == 3
+    assert measure.calls == 3
 
     # Other settings (here another backend build) get their own measurement.
     calibration.load_or_measure(target, None, "other-build")
-    assert len(calls) == 4
+    assert measure.calls == 4
 
 
 def test_unwritable_cache_is_not_fatal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,19 +154,10 @@ def test_online_costs_keep_the_prior_without_evidence() -> None:
     assert online.model is prior
 
 
-def test_refresh_measures_again_and_replaces_the_cached_model(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SPEC_CACHE_DIR", str(tmp_path))
-    slopes = iter([0.1, 0.2])
-
-    def fake_calibrate(target: object, draft: object) -> CostModel:
-        slope = next(slopes)
-        return CostModel(tuple(1.0 + slope * i for i in range(MAX_BATCH)), 0.3, 0.01)
-
-    monkeypatch.setattr(calibration, "calibrate", fake_calibrate)
+def test_refresh_measures_again_and_replaces_the_cached_model(measure: FakeMeasurement) -> None:
     target = FakeBackend()
     old = calibration.load_or_measure(target, None, "test")
+    measure.slope = 0.2
     new = calibration.load_or_measure(target, None, "test", refresh=True)
     assert new != old
     assert calibration.load_or_measure(target, None, "test") == new
@@ -176,16 +180,8 @@ def test_a_build_compiled_differently_is_another_calibration_key(
     ["a zero cost", "NaN", "costs that shrink", "a negative draft cost", "a date in the future"],
 )
 def test_a_hand_edited_calibration_is_measured_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+    tmp_path: Path, measure: FakeMeasurement, damage: str
 ) -> None:
-    monkeypatch.setenv("SPEC_CACHE_DIR", str(tmp_path))
-    calls = []
-
-    def fake_calibrate(target: object, draft: object) -> CostModel:
-        calls.append(1)
-        return CostModel(tuple(1.0 + 0.1 * i for i in range(MAX_BATCH)), 0.3, 0.01)
-
-    monkeypatch.setattr(calibration, "calibrate", fake_calibrate)
     target = FakeBackend()
     good = calibration.load_or_measure(target, None, "test")
     (path,) = (tmp_path / "calibration").glob("*.json")
@@ -202,4 +198,4 @@ def test_a_hand_edited_calibration_is_measured_again(
         data["measured_at"] = time.time() + 10 * 24 * 3600
     path.write_text(json.dumps(data))
     assert calibration.load_or_measure(target, None, "test") == good
-    assert len(calls) == 2
+    assert measure.calls == 2

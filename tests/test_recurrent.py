@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,12 +118,18 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return isolated_env(tmp_path_factory.mktemp("home"))
 
 
-def test_auto_decodes_a_recurrent_target_plainly_with_one_note(
-    env: dict[str, str], tiny_mamba: str, tmp_path: Path
-) -> None:
-    prompt = tmp_path / "p.txt"
+@pytest.fixture(scope="module")
+def run_args(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """`spec run` on a short raw prompt file, without a model yet."""
+    prompt = tmp_path_factory.mktemp("prompt") / "p.txt"
     prompt.write_text(PROMPT)
-    args = ["run", str(prompt), "--raw", "--model", tiny_mamba, "--threads", "1", "-n", "16"]
+    return ["run", str(prompt), "--raw", "--threads", "1", "-n", "16"]
+
+
+def test_auto_decodes_a_recurrent_target_plainly_with_one_note(
+    env: dict[str, str], tiny_mamba: str, run_args: list[str]
+) -> None:
+    args = [*run_args, "--model", tiny_mamba]
     plain = spec(env, *args, "--drafter", "none")
     auto = spec(env, *args)
     assert plain.returncode == auto.returncode == 0, auto.stderr
@@ -134,11 +139,9 @@ def test_auto_decodes_a_recurrent_target_plainly_with_one_note(
 
 
 def test_an_explicit_drafter_on_a_recurrent_target_is_one_line_error(
-    env: dict[str, str], tiny_mamba: str, tmp_path: Path
+    env: dict[str, str], tiny_mamba: str, run_args: list[str]
 ) -> None:
-    prompt = tmp_path / "p.txt"
-    prompt.write_text(PROMPT)
-    args = ["run", str(prompt), "--raw", "--model", tiny_mamba, "--threads", "1", "-n", "16"]
+    args = [*run_args, "--model", tiny_mamba]
     result = spec(env, *args, "--drafter", "ngram")
     assert result.returncode != 0
     assert result.stdout == ""
@@ -147,11 +150,9 @@ def test_an_explicit_drafter_on_a_recurrent_target_is_one_line_error(
 
 
 def test_a_recurrent_draft_model_is_refused_and_a_draft_for_one_is_not_loaded(
-    env: dict[str, str], tiny_mamba: str, tiny_model: str, tmp_path: Path
+    env: dict[str, str], tiny_mamba: str, tiny_model: str, run_args: list[str]
 ) -> None:
-    prompt = tmp_path / "p.txt"
-    prompt.write_text(PROMPT)
-    common = ["run", str(prompt), "--raw", "--threads", "1", "-n", "16"]
+    common = run_args
     refused = spec(env, *common, "--model", tiny_model, "--draft", tiny_mamba)
     assert refused.returncode != 0 and refused.stdout == ""
     assert refused.stderr.count("\n") == 1 and "recurrent" in refused.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -104,6 +105,22 @@ def _weights(
     return w
 
 
+def _add_vocabulary(writer: Any, extra_tokens: tuple[str, ...] = ()) -> None:
+    """The byte-level tokenizer (see vocabulary) and its special tokens, into `writer`."""
+    tokens, scores, types = vocabulary(extra_tokens)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_bos_token_id(BOS)
+    writer.add_eos_token_id(EOS)
+    writer.add_unk_token_id(UNK)
+    writer.add_add_bos_token(True)
+    writer.add_add_eos_token(False)
+    # No leading-space insertion: detokenize(tokenize(text)) is then exactly `text`.
+    writer.add_add_space_prefix(False)
+
+
 def write_tiny_gguf(
     path: str | Path,
     *,
@@ -126,7 +143,6 @@ def write_tiny_gguf(
     import gguf
 
     path = Path(path)
-    tokens, scores, types = vocabulary(extra_tokens)
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name(name)
     writer.add_context_length(shape.n_ctx)
@@ -138,18 +154,9 @@ def write_tiny_gguf(
     writer.add_rope_dimension_count(shape.n_embd // shape.n_head)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_file_type(0)  # all F32
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(tokens)
-    writer.add_token_scores(scores)
-    writer.add_token_types(types)
-    writer.add_bos_token_id(BOS)
-    writer.add_eos_token_id(EOS)
-    writer.add_unk_token_id(UNK)
-    writer.add_add_bos_token(True)
-    writer.add_add_eos_token(False)
-    # No leading-space insertion: detokenize(tokenize(text)) is then exactly `text`.
-    writer.add_add_space_prefix(False)
-    tensors = _weights(shape, len(tokens), seed, noise, noise_seed) if weights else {}
+    _add_vocabulary(writer, extra_tokens)
+    n_vocab = len(vocabulary(extra_tokens)[0])
+    tensors = _weights(shape, n_vocab, seed, noise, noise_seed) if weights else {}
     for tensor_name, arr in tensors.items():
         writer.add_tensor(tensor_name, arr)
     writer.write_header_to_file()
@@ -166,7 +173,7 @@ def write_tiny_mamba(path: str | Path, *, seed: int = 0, n_layer: int = 2) -> Pa
 
     path = Path(path)
     d, d_inner, d_state, d_conv, dt_rank = 64, 128, 16, 4, 4
-    tokens, scores, types = vocabulary()
+    n_vocab = len(vocabulary()[0])
     rng = np.random.default_rng(seed)
 
     def mat(*shape: int, scale: float = 1.0) -> npt.NDArray[np.float32]:
@@ -185,18 +192,10 @@ def write_tiny_mamba(path: str | Path, *, seed: int = 0, n_layer: int = 2) -> Pa
     writer.add_ssm_time_step_rank(dt_rank)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_file_type(0)
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(tokens)
-    writer.add_token_scores(scores)
-    writer.add_token_types(types)
-    writer.add_bos_token_id(BOS)
-    writer.add_eos_token_id(EOS)
-    writer.add_unk_token_id(UNK)
-    writer.add_add_bos_token(True)
-    writer.add_add_space_prefix(False)
-    output = mat(len(tokens), d, scale=0.6)
-    output[_silent_tokens(len(tokens))] = 0.0
-    writer.add_tensor("token_embd.weight", mat(len(tokens), d))
+    _add_vocabulary(writer)
+    output = mat(n_vocab, d, scale=0.6)
+    output[_silent_tokens(n_vocab)] = 0.0
+    writer.add_tensor("token_embd.weight", mat(n_vocab, d))
     writer.add_tensor("output_norm.weight", np.ones(d, dtype=np.float32))
     writer.add_tensor("output.weight", output)
     for i in range(n_layer):
