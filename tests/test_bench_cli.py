@@ -194,7 +194,7 @@ def test_sigterm_keeps_the_results_so_far_and_exits_130(
     assert 1 <= n < 4000
     with out_csv.open(newline="") as f:
         assert len(list(csv.DictReader(f))) == n
-    assert f"interrupted: partial results ({n} generations)" in stdout
+    assert f"interrupted: partial results ({n} generation{'s' if n > 1 else ''})" in stdout
 
 
 def test_a_prompt_too_long_for_the_context_names_the_prompt(
@@ -206,8 +206,66 @@ def test_a_prompt_too_long_for_the_context_names_the_prompt(
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[-1] == (
         "spec: error: prompt 'huge' is 1001 tokens but the context holds 512: "
-        f"raise --ctx-size to 1005 or remove it from {long}"
+        f"raise --ctx-size to 1005 or remove such prompts from {long}"
     )
+
+
+def test_one_message_names_the_context_every_prompt_needs(
+    env: dict[str, str], tiny_model: str, tmp_path: Path
+) -> None:
+    """Raising --ctx-size as told must not just lead to the next prompt's error."""
+    rows = [("short", 100), ("huge", 300), ("mid", 200)]
+    long = tmp_path / "long.jsonl"
+    long.write_text(
+        "".join(
+            json.dumps({"id": i, "category": "qa", "turns": ["word " * n]}) + "\n" for i, n in rows
+        )
+    )
+    proc = spec(env, *tiny_args(str(long), tiny_model, "-n", "4", "-c", "300"))
+    assert proc.returncode == 1
+    line = proc.stderr.splitlines()[-1]
+    assert line.startswith("spec: error: prompt 'huge' is 1501 tokens but the context holds 300")
+    assert "(2 other prompts too): raise --ctx-size to 1505" in line
+    ok = spec(env, *tiny_args(str(long), tiny_model, "-n", "4", "-c", "1505", "-r", "1"))
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_a_category_named_all_is_refused(
+    env: dict[str, str], tiny_model: str, tmp_path: Path
+) -> None:
+    """ "all" is the overall summary's row: a category of that name would merge with it."""
+    suite = tmp_path / "all.jsonl"
+    suite.write_text(json.dumps({"id": "a", "category": "all", "turns": ["hi"]}) + "\n")
+    proc = spec(env, *tiny_args(str(suite), tiny_model, "-n", "4"))
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == (
+        f'spec: error: {suite}:1: category "all" names the overall summary: call it otherwise'
+    )
+
+
+@pytest.mark.parametrize("read", ["model", "ngram"])
+def test_outputs_never_overwrite_the_model_or_cache_read(
+    env: dict[str, str], tiny_model: str, tmp_path: Path, read: str
+) -> None:
+    """--force replaces earlier outputs, never a file the run reads."""
+    import shutil
+
+    model = tmp_path / "victim.gguf"
+    shutil.copy(tiny_model, model)
+    before = model.read_bytes()
+    suite = tmp_path / "s.jsonl"
+    suite.write_text(json.dumps({"id": "a", "category": "qa", "turns": ["hi"]}) + "\n")
+    args = tiny_args(str(suite), str(model), "-n", "2")
+    target = model
+    if read == "ngram":
+        target = tmp_path / "cache.npz"
+        target.write_bytes(b"not really a cache")
+        args = [*args, "--ngram-cache", str(target)]
+    before = target.read_bytes()
+    proc = spec(env, *args, "--json", str(target), "--force")
+    assert proc.returncode == 2, proc.stderr
+    assert "is one of the files read: write elsewhere" in proc.stderr.splitlines()[-1]
+    assert target.read_bytes() == before
 
 
 def test_a_run_that_fails_midway_leaves_files_marked_incomplete(
@@ -283,3 +341,13 @@ def test_recalibrate_measures_the_machine_again_for_every_later_run(
     proc = spec(env, *args, "--recalibrate")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(saved.read_text())["measured_at"] > first
+
+
+def test_the_plan_line_counts_in_words(
+    env: dict[str, str], tiny_model: str, tmp_path: Path
+) -> None:
+    suite = tmp_path / "one.jsonl"
+    suite.write_text(json.dumps({"id": "a", "category": "qa", "turns": ["hi"]}) + "\n")
+    proc = spec(env, *tiny_args(str(suite), tiny_model, "-n", "2", "--methods", "none", "-r", "1"))
+    assert proc.returncode == 0, proc.stderr
+    assert "spec bench: 1 prompt (qa) x none x 1 = 1 generation\n" in proc.stderr

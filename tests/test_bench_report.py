@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from spec_cli.bench.metrics import OVERALL, ROW_FIELDS, geometric_mean, result_rows
+from spec_cli.bench.metrics import ROW_FIELDS, geometric_mean, result_rows
 from spec_cli.bench.outputs import OutputFiles, csv_bytes, json_bytes
 from spec_cli.bench.recommend import RunOptions, run_command
 from spec_cli.bench.report import Report, build_report
 from spec_cli.bench.runner import Measurement
+from spec_cli.bench.suites import OVERALL
 from spec_cli.errors import UsageError
 from spec_cli.render.bench import bar, render_report
 from spec_cli.sampling import SamplingParams

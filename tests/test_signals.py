@@ -196,3 +196,36 @@ def test_ctrl_c_before_generation_still_prints_the_json(
     assert payload["finish_reason"] == "interrupted"
     assert payload["tokens"] == [] and payload["text"] == ""
     assert payload["stats"]["prompt_tokens"] > 0
+
+
+def test_bench_ctrl_c_while_measuring_the_machine_still_writes_the_report(
+    tmp_path: Path,
+    long_model: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`spec bench --json -` promises a JSON document on Ctrl-C; before the first
+    generation (while the verify costs are measured) it is an empty, interrupted one."""
+    import sys
+
+    from spec_cli.bench import machine
+    from spec_cli.cli import main
+
+    for key, value in isolated_env(tmp_path).items():
+        if key.startswith(("SPEC_", "HF_")):
+            monkeypatch.setenv(key, value)
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    suite = tmp_path / "s.jsonl"
+    suite.write_text(json.dumps({"id": "a", "category": "qa", "turns": [PROMPT]}) + "\n")
+    monkeypatch.setattr(machine, "ceiling", interrupted)
+    argv = ["spec", "bench", "--suite", str(suite), "-m", long_model, "-n", "4", "--json", "-"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 130
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["interrupted"] is True
+    assert doc["results"] == []

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spec_cli.bench.runner import BASELINE, Measurement
+from spec_cli.bench.suites import OVERALL
 from spec_cli.stats import add_position_counts
 
-OVERALL = "all"
 AGGREGATION = (
     "speedup: geometric mean of per-result speedups (each result's decode tokens/s over the "
     "`none` result on the same prompt, turn and repeat); tokens_per_second: total generated "

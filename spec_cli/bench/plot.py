@@ -11,9 +11,9 @@ import importlib.util
 import io
 from pathlib import Path
 
-from spec_cli.bench.metrics import OVERALL
 from spec_cli.bench.report import Report
 from spec_cli.bench.runner import BASELINE
+from spec_cli.bench.suites import OVERALL
 from spec_cli.errors import UsageError
 
 MAX_POSITIONS = 16

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from spec_cli.bench.metrics import OVERALL, Summary
+from spec_cli.bench.metrics import Summary
 from spec_cli.bench.runner import BASELINE
+from spec_cli.bench.suites import OVERALL
 from spec_cli.engine import DEFAULT_DRAFT_MAX
 from spec_cli.sampling import SamplingParams
 

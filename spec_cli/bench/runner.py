@@ -126,21 +126,33 @@ class BenchRunner:
         """Fail before any work, naming the prompt, when its user turns alone (answers left
         empty) cannot fit the context; answers add to this and are checked as they come.
         `suite_file` is the suite's path, to say where such a prompt can be removed."""
+        worst: tuple[int, str, str] | None = None  # (room needed, prompt id, what)
+        too_long = 0
         for prompt in self.prompts:
             history = [(text, "") for text in prompt.turns[:-1]]
             n = len(self.prompt_tokens(history, prompt.turns[-1]))
             if n < n_ctx:
                 continue
+            too_long += 1
             turns = len(prompt.turns)
             what = f"is {n} tokens"
             if turns > 1:
                 what += f" over its {turns} turns, before any answer,"
             need = n + turns * self.settings.max_tokens  # room for every answer too
-            remedy = f" or remove it from {suite_file}" if suite_file else ""
-            raise PromptError(
-                f"prompt {prompt.id!r} {what} but the context holds {n_ctx}: "
-                f"raise --ctx-size to {need}{remedy}"
-            )
+            if worst is None or need > worst[0]:
+                worst = need, prompt.id, what
+        if worst is None:
+            return
+        # One message naming the size that fits them all, not one per retry.
+        need, pid, what = worst
+        others = ""
+        if too_long > 1:
+            others = f" ({too_long - 1} other prompt{'s' if too_long > 2 else ''} too)"
+        remedy = f" or remove such prompts from {suite_file}" if suite_file else ""
+        raise PromptError(
+            f"prompt {pid!r} {what} but the context holds {n_ctx}{others}: "
+            f"raise --ctx-size to {need}{remedy}"
+        )
 
     def run(self) -> list[Measurement]:
         """Warm up, then measure every (prompt, repeat, turn, method)."""

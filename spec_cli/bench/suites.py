@@ -15,6 +15,8 @@ from typing import Any
 
 from spec_cli.errors import PromptError, UsageError
 
+OVERALL = "all"  # the summary over every category, so no category may be called so
+
 BUILTIN = ("quick", "full")
 
 
@@ -119,6 +121,10 @@ def _prompt(obj: dict[str, Any], at: str) -> BenchPrompt:
     category = obj.get("category")
     if not isinstance(category, str) or not category.strip():
         raise PromptError(f'{at}: "category" must be a non-empty string (e.g. "qa")')
+    if category.strip() == OVERALL:
+        raise PromptError(
+            f'{at}: category "{OVERALL}" names the overall summary: call it otherwise'
+        )
     if "turns" in obj:
         turns = obj["turns"]
     elif "prompt" in obj:

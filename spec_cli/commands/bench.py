@@ -102,6 +102,7 @@ def bench(
     from spec_cli.bench.runner import BenchRunner, BenchSettings, total_generations
     from spec_cli.bench.suites import BUILTIN, load_suite
     from spec_cli.errors import ModelError, SpecError, UsageError
+    from spec_cli.render import counted
     from spec_cli.render.bench import BenchProgress, render_report
     from spec_cli.sampling import SamplingParams
     from spec_cli.session import ModelOptions, open_session
@@ -121,7 +122,9 @@ def bench(
     loaded = load_suite(suite)
     if category:
         loaded = loaded.only(category)
-    inputs = [suite] if suite not in BUILTIN else []
+    # Files read, never to be written over: the suite, models and n-gram cache.
+    inputs = [p for p in (model, draft, ngram_cache) if p is not None]
+    inputs += [suite] if suite not in BUILTIN else []
     files = OutputFiles(json_out, csv_out, plot, force=force, inputs=inputs)
     settings = BenchSettings(
         chosen,
@@ -158,42 +161,48 @@ def bench(
         if why is not None:
             raise ModelError(f"nothing to compare: {why}; `spec run --drafter none` decodes it")
         n_prompts, n_turns = len(loaded.prompts), sum(len(p.turns) for p in loaded.prompts)
-        turns = f", {n_turns} turns" if n_turns != n_prompts else ""
+        turns = f", {counted(n_turns, 'turn')}" if n_turns != n_prompts else ""
         err.print(
-            f"spec bench: {n_prompts} prompts{turns} ({', '.join(loaded.categories())}) x "
-            f"{', '.join(chosen)} x {repeats} = {total} generations"
+            f"spec bench: {counted(n_prompts, 'prompt')}{turns} "
+            f"({', '.join(loaded.categories())}) x {', '.join(chosen)} x {repeats} = "
+            f"{counted(total, 'generation')}"
         )
         busy = machine.busy_note()
         if busy:
             err.print(f"note: {busy}")
         runner = BenchRunner(session, loaded.prompts, settings)
         runner.check_fit(session.target.n_ctx, None if suite in BUILTIN else suite)
-        with err.status("measuring this machine's verify costs (cached after the first run)"):
-            ceiling = machine.ceiling(session.target, session.draft, draft_max, recalibrate)
+        ceiling = None
+        try:
+            with err.status("measuring this machine's verify costs (cached after the first run)"):
+                ceiling = machine.ceiling(session.target, session.draft, draft_max, recalibrate)
+        except KeyboardInterrupt:
+            runner.interrupted = True  # nothing measured: an empty report, as promised
         facts = header(session, settings, loaded, ceiling)
-        with BenchProgress(total, err) as progress:
+
+        def report(interrupted: bool, error: str | None = None) -> Report:
+            return build_report(
+                facts,
+                runner.results,
+                chosen,
+                greedy=sampling.greedy,
+                options=run_options,
+                interrupted=interrupted,
+                error=error,
+            )
+
+        def on_result(_: object) -> None:
+            progress.advance()
+            if files.due():
+                # Marked interrupted until the final write: a killed run leaves this.
+                files.update(report(interrupted=True))
+
+        with BenchProgress(0 if runner.interrupted else total, err) as progress:
             runner.on_start = progress.started
-
-            def report(interrupted: bool, error: str | None = None) -> Report:
-                return build_report(
-                    facts,
-                    runner.results,
-                    chosen,
-                    greedy=sampling.greedy,
-                    options=run_options,
-                    interrupted=interrupted,
-                    error=error,
-                )
-
-            def on_result(_: object) -> None:
-                progress.advance()
-                if files.due():
-                    # Marked interrupted until the final write: a killed run leaves this.
-                    files.update(report(interrupted=True))
-
             runner.on_result = on_result
             try:
-                runner.run()
+                if not runner.interrupted:
+                    runner.run()
             except Exception as e:
                 if runner.results:
                     # Keep what finished, marked incomplete and saying why.

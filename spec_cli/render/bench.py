@@ -13,10 +13,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 from rich.text import Text
 
-from spec_cli.bench.metrics import OVERALL, Summary
+from spec_cli.bench.metrics import Summary
 from spec_cli.bench.report import Report
 from spec_cli.bench.runner import BASELINE
-from spec_cli.bench.suites import BenchPrompt
+from spec_cli.bench.suites import OVERALL, BenchPrompt
+from spec_cli.render import counted
 
 BAR_WIDTH = 20
 POSITIONS_SHOWN = 8
@@ -175,7 +176,10 @@ def render_report(console: Console, report: Report) -> None:
         console.print(Text(f"note: {line}", style="yellow"), soft_wrap=True)
     if report.interrupted:
         console.print(
-            Text(f"interrupted: partial results ({len(report.rows)} generations)", "yellow"),
+            Text(
+                f"interrupted: partial results ({counted(len(report.rows), 'generation')})",
+                "yellow",
+            ),
             soft_wrap=True,
         )
     if report.recommendation is not None:
