@@ -56,8 +56,8 @@ def catalog() -> Catalog:
 
 def find_preset(reference: str | None) -> Preset | None:
     """The preset a --model/--draft value names; None for paths and hf: references."""
-    if reference is None:
-        reference = DEFAULT_MODEL
+    if reference is None:  # no --model: a file called "default" here is not meant
+        return catalog().get(DEFAULT_MODEL)
     if reference.startswith("hf:") or Path(reference).expanduser().is_file():
         return None
     return catalog().get(reference)

@@ -52,16 +52,17 @@ def check_output(
     return real
 
 
-def _umask() -> int:
+def new_file_mode() -> int:
+    """The permissions a newly created file gets here (0o666 less the umask)."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def write_file(path: Path, data: bytes) -> None:
     """Replace `path` with `data` atomically, with the usual permissions for a new file;
     a one-line SpecError when it cannot."""
     try:
-        replace_file(path, data, 0o666 & ~_umask())
+        replace_file(path, data, new_file_mode())
     except OSError as e:
         raise SpecError(f"cannot write {path}: {e.strerror or e}") from None

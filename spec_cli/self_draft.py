@@ -18,6 +18,7 @@ from spec_cli.errors import ModelError, UsageError
 SELF = "self"
 # Bits a weight each copy type stores (block scales included).
 COPY_BITS = {"q4_0": 4.5, "q4_1": 5.0, "q4_k_m": 4.85, "q5_k_m": 5.7, "q6_k": 6.56, "q8_0": 8.5}
+QUANT_BITS = {**COPY_BITS, "f16": 16.0, "f32": 32.0}  # every type `models quantize` writes
 # A copy must read at most this share of the target's bytes to draft profitably.
 MAX_SHARE = 0.6
 # Q4_K_M: llama.cpp's usual 4-bit type, fast on every backend. Against an F32 SmolLM2-135M
@@ -89,19 +90,21 @@ def check_kind(target: str, kind: str) -> None:
         )
 
 
-def check_room(target: str, kind: str, folder: Path) -> None:
-    """Refuse before quantizing when the copy cannot fit in `folder`'s free space."""
+def check_room(source: str, bits: float, folder: Path, what: str, hint: str = "") -> None:
+    """Refuse before quantizing when `what` (a copy of `source` at `bits` a weight)
+    cannot fit in `folder`'s free space; `hint` ends the message."""
     from spec_cli.ggufinfo import check_complete, human_size
 
-    info = check_complete(target)
-    # Embeddings and the output layer stay at higher precision: allow a third more.
-    need = int(info.n_params * COPY_BITS[kind] / 8 * 4 / 3)
+    info = check_complete(source)
+    need = int(info.n_params * bits / 8)
+    if bits < 16:
+        need = need * 4 // 3  # embeddings and the output layer stay at higher precision
     free = shutil.disk_usage(folder).free
     if free < need:
         raise ModelError(
-            f"not enough free space in {folder} for a {kind.upper()} copy of "
-            f"{Path(target).name}: it needs about {human_size(need)}, {human_size(free)} "
-            "is free; free some space or set SPEC_CACHE_DIR to another disk"
+            f"not enough free space in {folder} for {what} of {Path(source).name}: it "
+            f"needs about {human_size(need)}, {human_size(free)} is free; free some space"
+            f"{hint}"
         )
 
 
@@ -134,7 +137,8 @@ def self_draft(target: str, kind: str, notify: Callable[[str], None]) -> str:
             for stale in out.parent.glob(f".{out.name}.*.partial"):
                 if stale != tmp:
                     stale.unlink(missing_ok=True)
-            check_room(target, kind, out.parent)
+            hint = " or set SPEC_CACHE_DIR to another disk"
+            check_room(target, COPY_BITS[kind], out.parent, f"a {kind.upper()} copy", hint)
             notify(
                 f"making a {kind.upper()} copy of {Path(target).name} to draft with, once, "
                 f"in {out.parent}"

@@ -19,6 +19,7 @@ from test_hub import FakeHub, put_in_hf_cache, sha256_of
 from tiny_gguf import write_tiny_gguf
 
 from spec_cli.cli import main
+from spec_cli.outfiles import new_file_mode
 
 QWEN_05 = ("bartowski/Qwen2.5-0.5B-Instruct-GGUF", "Qwen2.5-0.5B-Instruct-Q4_K_M.gguf")
 QWEN_7 = ("bartowski/Qwen2.5-7B-Instruct-GGUF", "Qwen2.5-7B-Instruct-Q4_K_M.gguf")
@@ -185,6 +186,22 @@ def test_check_incompatible_pair_exits_1_with_the_reason(
     assert "vocabulary sizes differ (target 260, draft 460)" in r.stdout
 
 
+def test_check_refuses_what_spec_run_would_refuse(
+    env: dict[str, str], tiny_model: str, tiny_mamba: str, tmp_path: Path
+) -> None:
+    """Same vocabulary is not enough: a recurrent model cannot take back a rejected
+    draft, and a vocabulary-only file cannot draft at all."""
+    vocab = str(write_tiny_gguf(tmp_path / "vocab-only.gguf", weights=False))
+    for target, draft, why in [
+        (tiny_model, tiny_mamba, "the draft keeps a recurrent state"),
+        (tiny_mamba, tiny_model, "the target keeps a recurrent state"),
+        (tiny_model, vocab, "the draft holds only a vocabulary, no weights"),
+    ]:
+        r = spec(env, "models", "check", target, draft)
+        assert r.returncode == 1, (draft, r.stdout)
+        assert r.stdout.startswith(f"incompatible: {draft} cannot draft for {target}: {why}")
+
+
 def test_check_never_downloads_a_preset(
     fake_hub: FakeHub, tiny_draft: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -218,6 +235,7 @@ def test_quantize_writes_the_requested_type(
     r = spec(env, "models", "quantize", tiny_model, str(dst), "--type", "q8_0")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"wrote {dst} (q8_0, ")
+    assert dst.stat().st_mode & 0o777 == new_file_mode()  # not mkstemp's private 0o600
     info = json.loads(spec(env, "models", "info", str(dst), "--json").stdout)
     assert info["quantization"] == "Q8_0" and info["complete"]
     assert dst.stat().st_size < os.path.getsize(tiny_model)
@@ -238,19 +256,69 @@ def test_quantize_to_a_place_it_cannot_write_says_where(
     assert r.stderr.startswith("spec: error: cannot write /proc/spec-test.gguf: ")
 
 
+def test_quantize_never_touches_files_it_did_not_make(
+    env: dict[str, str], tiny_model: str, tmp_path: Path
+) -> None:
+    """Its temporary file has a name of its own: a user's file named like DST's old
+    temporary name stays, even when it is the very file being quantized."""
+    tmp_path = tmp_path / "models"
+    tmp_path.mkdir()
+    notes = tmp_path / ".out.gguf.partial"
+    notes.write_text("user notes")
+    r = spec(env, "models", "quantize", tiny_model, str(tmp_path / "out.gguf"), "-t", "q8_0")
+    assert r.returncode == 0, r.stderr
+    assert notes.read_text() == "user notes"
+    src = tmp_path / ".o2.gguf.partial"
+    src.write_bytes(Path(tiny_model).read_bytes())
+    r = spec(env, "models", "quantize", str(src), str(tmp_path / "o2.gguf"), "-t", "q8_0")
+    assert r.returncode == 0, r.stderr
+    assert src.read_bytes() == Path(tiny_model).read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".o2.gguf.partial",
+        ".out.gguf.partial",
+        "o2.gguf",
+        "out.gguf",
+    ]
+
+
+def test_quantize_refuses_a_truncated_source_or_a_full_disk_with_the_reason(
+    env: dict[str, str],
+    tiny_model: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tmp_path = tmp_path / "models"
+    tmp_path.mkdir()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(Path(tiny_model).read_bytes()[:-100])
+    r = spec(env, "models", "quantize", str(cut), str(tmp_path / "a.gguf"), "-t", "q8_0")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert f"spec: error: {cut} is truncated (" in r.stderr
+    import shutil
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: SimpleNamespace(total=9, used=9, free=0))
+    code, out, err = run_main(
+        capsys, "models", "quantize", tiny_model, str(tmp_path / "b.gguf"), "-t", "f32"
+    )
+    assert code == 1 and out == ""
+    assert err.startswith(f"spec: error: not enough free space in {tmp_path} for a F32 copy of ")
+    assert list(tmp_path.iterdir()) == [cut]
+
+
 def test_ctrl_c_ends_a_quantization_at_once_and_leaves_no_file(
     env: dict[str, str], default_model: str, tmp_path: Path
 ) -> None:
     """llama.cpp's quantizer cannot be stopped from inside (minutes on a big model), so it
     runs in a child process that Ctrl-C ends; neither DST nor the partial file remains."""
     dst = tmp_path / "k.gguf"
-    partial = tmp_path / ".k.gguf.partial"
     args = ["models", "quantize", default_model, str(dst), "--type", "q4_k_m", "--threads", "1"]
     proc = subprocess.Popen(
         [*spec_command(), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 60
-    while proc.poll() is None and not (partial.exists() and partial.stat().st_size > 0):
+    while proc.poll() is None and not any(p.stat().st_size for p in tmp_path.glob(".k.gguf.*")):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
@@ -259,7 +327,7 @@ def test_ctrl_c_ends_a_quantization_at_once_and_leaves_no_file(
         pytest.skip("the quantization finished before the signal")
     assert proc.returncode == 130, err.decode()
     assert b"Traceback" not in err and b"Exception ignored" not in err
-    assert not dst.exists() and not partial.exists()
+    assert not dst.exists() and not list(tmp_path.glob(".k.gguf.*"))
 
 
 # -- rm -------------------------------------------------------------------------------
@@ -428,3 +496,18 @@ def test_run_with_an_unknown_model_name(env: dict[str, str]) -> None:
     r = spec(env, *run_args("llama-3.2-1"), stdin=b"hello")
     assert r.returncode == 1
     assert "did you mean llama-3.2-1b" in r.stderr
+
+
+def test_a_file_named_default_here_does_not_replace_the_default_preset(
+    env: dict[str, str], tiny_model: str, tmp_path: Path
+) -> None:
+    """With no --model, the `default` preset is meant: files in the current directory
+    never matter."""
+    user_presets(env, f'[models.default]\npath = "{tiny_model}"\n')
+    here = tmp_path / "work"
+    here.mkdir()
+    (here / "default").write_text("junk")
+    args = ["run", "-", "--threads", "1", "-n", "2", "--raw", "--json"]
+    r = spec(env, *args, stdin=b"hello", cwd=here)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["model"] == tiny_model

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -275,9 +276,11 @@ def check(target: Ref, draft: Ref) -> None:
     from spec_cli.backend.llama_cpp import LlamaCppBackend, LoadOptions
     from spec_cli.compat import incompatibility
     from spec_cli.errors import ModelError
+    from spec_cli.ggufinfo import read_info
 
     infos = []
-    for ref in (target, draft):
+    unusable: list[str] = []  # why a file cannot take part, as `spec run` would refuse it
+    for ref, role in ((target, "the target"), (draft, "the draft")):
         # Comparing vocabularies is no reason to download gigabytes: presets must be here.
         path = _on_machine(ref, hub.find_preset(ref))
         if path is None:
@@ -289,9 +292,16 @@ def check(target: Ref, draft: Ref) -> None:
             raise
         try:
             infos.append(backend.vocab_info())
+            if not backend.can_roll_back:
+                unusable.append(
+                    f"{role} keeps a recurrent state that llama.cpp cannot roll back to "
+                    "before a rejected draft"
+                )
         finally:
             backend.close()
-    reason = incompatibility(infos[0], infos[1])
+        if read_info(path).n_tensors == 0:
+            unusable.append(f"{role} holds only a vocabulary, no weights")
+    reason = "; ".join(unusable) or incompatibility(infos[0], infos[1])
     if reason is None:
         v = infos[0]
         _out(f"compatible: {draft} can draft for {target} ({v.kind} vocabulary, {v.size:,} tokens)")
@@ -316,7 +326,8 @@ def quantize(
     from spec_cli.backend.quantize import quantize as llama_quantize
     from spec_cli.errors import ModelError, UsageError
     from spec_cli.ggufinfo import human_size
-    from spec_cli.outfiles import check_output
+    from spec_cli.outfiles import check_output, new_file_mode
+    from spec_cli.self_draft import QUANT_BITS, check_room
     from spec_cli.signals import sigterm_as_interrupt
 
     kind = kind.lower()
@@ -324,13 +335,19 @@ def quantize(
         raise UsageError(f"unknown --type {kind!r}: use one of {', '.join(FTYPES)}")
     src_path = hub.resolve(src)
     out = check_output(dst, force=force, inputs=[src_path])
-    # Write beside DST and rename: an interrupted run never leaves a broken DST.
-    tmp = out.with_name(f".{out.name}.partial")
+    # Write beside DST and rename: an interrupted run never leaves a broken DST. The
+    # name is new (no file of the user's is ever touched) and each run's own, so two
+    # runs to one DST leave one of their outputs whole.
     try:
-        tmp.touch()  # fail now, with the reason, rather than inside llama.cpp
-    except OSError as e:
+        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+        os.close(fd)
+        os.chmod(name, new_file_mode())  # mkstemp's are private; a model is not
+    except OSError as e:  # fail now, with the reason, rather than inside llama.cpp
         raise ModelError(f"cannot write {dst}: {e.strerror or e}") from None
+    tmp = Path(name)
     try:
+        # A damaged file gets its reason, a full disk its numbers: not the quantizer's code.
+        check_room(src_path, QUANT_BITS[kind], out.parent, f"a {kind.upper()} copy")
         with sigterm_as_interrupt():
             llama_quantize(src_path, str(tmp), kind, threads)
         os.replace(tmp, out)
