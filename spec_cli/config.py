@@ -8,6 +8,7 @@ root, so a checkout and an installed wheel read the same presets). The user's fi
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import sys
@@ -18,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from spec_cli.errors import SpecError
+from spec_cli.hfcache import name_problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -130,6 +132,8 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path} is not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text: save it as UTF-8") from None
     models = data.get("models", {})
     if not isinstance(models, dict) or not all(isinstance(v, dict) for v in models.values()):
         raise ConfigError(f"{path}: presets go in tables named [models.NAME]")
@@ -176,8 +180,12 @@ def _preset(path: Path, name: str, table: Mapping[str, Any], origin: str) -> Pre
         elif key == "pypi":
             kw[key] = _pypi(path, name, value)
         elif key == "size_mb":
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"{path}: [models.{name}] size_mb must be a number")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 <= value < math.inf
+            ):
+                raise ConfigError(f"{path}: [models.{name}] size_mb must be a number of MB")
             kw[key] = int(value)
         elif not isinstance(value, str):
             raise ConfigError(f"{path}: [models.{name}] {key} must be a string")
@@ -191,6 +199,10 @@ def _preset(path: Path, name: str, table: Mapping[str, Any], origin: str) -> Pre
         )
     if preset.repo and preset.repo.count("/") != 1:
         raise ConfigError(f"{path}: [models.{name}] repo must look like OWNER/NAME")
+    if preset.repo and preset.file:
+        problem = name_problem(preset.repo, preset.file, preset.revision)
+        if problem is not None:
+            raise ConfigError(f"{path}: [models.{name}] {problem}")
     return preset
 
 

@@ -265,7 +265,11 @@ def read_info(path: str) -> GGUFInfo:
             f"{path} is truncated inside its GGUF header ({file_size:,} bytes): "
             "download or copy it again"
         ) from None
-    except (ValueError, UnicodeDecodeError, OverflowError, MemoryError) as e:
+    except MemoryError:
+        raise ModelError(
+            f"{path} has a corrupt GGUF header: it claims more entries than memory holds"
+        ) from None
+    except (ValueError, UnicodeDecodeError, OverflowError) as e:
         raise ModelError(f"{path} has a corrupt GGUF header: {e}") from None
     finally:
         r.close()

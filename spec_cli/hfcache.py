@@ -42,16 +42,36 @@ class HfFile:
         return f"hf:{self.repo}{rev}/{self.filename}"
 
 
+# Hugging Face's own rules for repo ids: letters, digits, - _ . in each half, no "--"
+# or "..", at most 96 characters.
+_REPO_ID = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+def name_problem(repo: str, filename: str, revision: str | None = None) -> str | None:
+    """What makes these an impossible Hugging Face file address, or None."""
+    if not _REPO_ID.match(repo) or "--" in repo or ".." in repo or len(repo) > 96:
+        return f"repo {repo!r} is not a Hugging Face repo id (OWNER/NAME: letters, digits, - _ .)"
+    parts = filename.split("/")
+    if filename.startswith("/") or "\\" in filename or any(p in ("", ".", "..") for p in parts):
+        return f"file {filename!r} is not a path inside a repo"
+    if revision is not None and (not revision or any(c.isspace() for c in revision)):
+        return f"revision {revision!r} is not a branch, tag or commit"
+    return None
+
+
 def parse_ref(ref: str) -> HfFile:
     """`hf:OWNER/REPO/FILE.gguf` or `hf:OWNER/REPO@REVISION/PATH/FILE.gguf`."""
     body = ref[3:] if ref.startswith("hf:") else ref
     parts = body.split("/")
+    usage = "use hf:OWNER/REPO/FILE.gguf"
     if len(parts) < 3 or not all(parts):
-        raise ModelError(
-            f"{ref!r} is not a Hugging Face file reference: use hf:OWNER/REPO/FILE.gguf"
-        )
+        raise ModelError(f"{ref!r} is not a Hugging Face file reference: {usage}")
     name, _, revision = parts[1].partition("@")
-    return HfFile(f"{parts[0]}/{name}", "/".join(parts[2:]), revision or None)
+    found = HfFile(f"{parts[0]}/{name}", "/".join(parts[2:]), revision or None)
+    problem = name_problem(found.repo, found.filename, found.revision)
+    if problem is not None:
+        raise ModelError(f"{ref!r} is not a Hugging Face file reference: {problem}; {usage}")
+    return found
 
 
 def hf_cache_dir() -> Path:
@@ -274,12 +294,22 @@ def fetch(f: HfFile, notify: Notify, *, what: str = "", hint: str = "") -> str:
     return download(f, notify, what=what, hint=hint, force=True)
 
 
-def local(f: HfFile, notify: Notify) -> str | None:
-    """The cached, sound copy of `f`, or None; never downloads."""
+def local(f: HfFile, notify: Notify, *, what: str = "", strict: bool = False) -> str | None:
+    """The cached, sound copy of `f`, or None; never downloads. With `strict`, a damaged
+    copy is a ModelError saying so, not None."""
     path = cached_path(f)
-    if path is None or problem(path, None, None, full=False, notify=notify) is not None:
+    if path is None:
         return None
-    return path
+    issue = problem(path, None, None, full=False, notify=notify)
+    if issue is None:
+        return path
+    if strict:
+        name = what or f.label
+        raise ModelError(
+            f"the cached copy of {name} is damaged ({issue}): run `spec models pull {name}` "
+            "to fetch it again"
+        )
+    return None
 
 
 def verify(f: HfFile, notify: Notify) -> str | None:

@@ -111,10 +111,11 @@ def resolve(reference: str | None, *, notify: Notify | None = None) -> str:
 
 
 def resolve_preset(
-    preset: Preset, *, notify: Notify | None = None, download: bool = True
+    preset: Preset, *, notify: Notify | None = None, download: bool = True, strict: bool = False
 ) -> str | None:
     """The preset's local file: its path, its PyPI package, or the HF cache (downloading
-    when `download`; otherwise None when it is not already here and sound)."""
+    when `download`; otherwise None when it is not already here and sound, or with
+    `strict` a ModelError when what is here is damaged)."""
     from spec_cli import hfcache
 
     notify = notify or note
@@ -126,14 +127,14 @@ def resolve_preset(
         try:
             found = pypi_path(preset, notify)
         except ModelError:
-            if download:
+            if download or strict:
                 raise
             found = None
         if found:
             return found
     hf = hf_file(preset)
     if not download:
-        return hfcache.local(hf, notify) if hf else None
+        return hfcache.local(hf, notify, what=preset.name, strict=strict) if hf else None
     hint = (
         f"install it with `pip install {preset.pypi.package}`"
         if preset.pypi
@@ -152,11 +153,16 @@ def missing_file(preset: Preset) -> ModelError:
     )
 
 
-def local_path(preset: Preset, notify: Notify | None = None) -> str | None:
-    """The preset's file when it is already on this machine; never downloads."""
+def local_path(preset: Preset, notify: Notify | None = None, strict: bool = False) -> str | None:
+    """The preset's file when it is already on this machine; never downloads. With
+    `strict`, a damaged file is a ModelError saying so rather than None."""
     try:
-        path = resolve_preset(preset, notify=notify, download=False)
-    except (ModelError, OSError):
+        path = resolve_preset(preset, notify=notify, download=False, strict=strict)
+    except OSError:
+        return None
+    except ModelError:
+        if strict:
+            raise
         return None
     return path if path and os.path.isfile(path) else None
 
@@ -196,8 +202,9 @@ def chat_template_for(reference: str | None) -> str | None:
 
 def status(preset: Preset) -> tuple[str, str | None]:
     """(state, local path) for listings: embedded (in a PyPI package), installed (PyPI
-    parts not joined yet), ready (joined), downloaded (HF cache), local or missing (a
-    user's path), or '' (not on this machine)."""
+    parts not joined yet), ready (joined), downloaded (HF cache), damaged (a joined or
+    downloaded file that is truncated or corrupt), local or missing (a user's path), or
+    '' (not on this machine)."""
     from spec_cli import hfcache
 
     if preset.path:
@@ -208,12 +215,21 @@ def status(preset: Preset) -> tuple[str, str | None]:
             return "embedded", str(files[0])
         assembled = _assembled_path(preset)
         if assembled.is_file():
-            return "ready", str(assembled)
+            return _unless_damaged("ready", str(assembled))
         if files:
             return "installed", None
     hf = hf_file(preset)
     found = hfcache.cached_path(hf) if hf else None
-    return ("downloaded", found) if found else ("", None)
+    return _unless_damaged("downloaded", found) if found else ("", None)
+
+
+def _unless_damaged(state: str, path: str) -> tuple[str, str]:
+    """(state, path), or ("damaged", path) when the file is truncated or corrupt (a
+    header read, remembered once the file checks out)."""
+    from spec_cli import hfcache
+
+    issue = hfcache.problem(path, None, None, full=False, notify=lambda _: None)
+    return ("damaged" if issue is not None else state), path
 
 
 # -- PyPI-shipped models --------------------------------------------------------------
@@ -264,16 +280,30 @@ def pypi_path(preset: Preset, notify: Notify) -> str | None:
 
 def _join(parts: list[Path], dest: Path, preset: Preset) -> None:
     assert preset.pypi is not None
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    from spec_cli.ggufinfo import human_size
+
+    total = sum(p.stat().st_size for p in parts)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(dest.parent).free
+    except OSError as e:
+        raise ModelError(f"cannot join {preset.name} in {dest.parent}: {e.strerror or e}") from None
+    where = f"{preset.name} needs {human_size(total)} in {dest.parent}"
+    advice = "free some space or set SPEC_CACHE_DIR to another disk"
+    if free < total:
+        raise ModelError(f"{where}, {human_size(free)} is free: {advice}")
     tmp = dest.with_name(dest.name + ".partial")
     digest = hashlib.sha256()
     try:
-        with tmp.open("wb") as out:
-            for part in parts:
-                with part.open("rb") as f:
-                    while block := f.read(1 << 22):
-                        digest.update(block)
-                        out.write(block)
+        try:
+            with tmp.open("wb") as out:
+                for part in parts:
+                    with part.open("rb") as f:
+                        while block := f.read(1 << 22):
+                            digest.update(block)
+                            out.write(block)
+        except OSError as e:
+            raise ModelError(f"{where}: writing failed ({e.strerror or e}); {advice}") from None
         if preset.sha256 and digest.hexdigest() != preset.sha256.lower():
             raise ModelError(
                 f"the parts of {preset.name} from PyPI do not join into the expected file: "

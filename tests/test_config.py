@@ -136,6 +136,11 @@ def test_a_user_preset_named_like_a_shipped_alias_takes_the_name(tmp_path: Path)
         ("[models.x]\nrepo = 'justname'\nfile = 'x.gguf'\n", r"OWNER/NAME"),
         ("[models.x]\npath = 'x.gguf'\naliases = ['qwen3-8b']\n", r"also a preset name"),
         ("[models.'bad name']\npath = 'x.gguf'\n", r"letters, digits"),
+        ("[models.x]\nrepo = 'a b/c'\nfile = 'x.gguf'\n", r"\[models\.x\] repo 'a b/c' is not"),
+        ("[models.x]\nrepo = 'a/b'\nfile = '../x.gguf'\n", r"file '\.\./x\.gguf' is not a path"),
+        ("[models.x]\npath = 'x.gguf'\nsize_mb = nan\n", r"size_mb must be a number"),
+        ("[models.x]\npath = 'x.gguf'\nsize_mb = inf\n", r"size_mb must be a number"),
+        ("[models.x]\npath = 'x.gguf'\nsize_mb = true\n", r"size_mb must be a number"),
         ("[models.x\n", r"not valid TOML"),
         ("models = 3\n", r"\[models\.NAME\]"),
     ],
@@ -147,6 +152,13 @@ def test_a_bad_user_file_is_one_line_naming_the_problem(
     with pytest.raises(ConfigError, match=message) as e:
         load_catalog(user=user)
     assert "\n" not in str(e.value)
+
+
+def test_a_user_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    user = tmp_path / "models.toml"
+    user.write_bytes(b"\xff\xfe[models.x]\n")
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text"):
+        load_catalog(user=user)
 
 
 def test_the_user_file_lives_in_spec_config_dir(

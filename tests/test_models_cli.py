@@ -511,3 +511,39 @@ def test_a_file_named_default_here_does_not_replace_the_default_preset(
     r = spec(env, *args, stdin=b"hello", cwd=here)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["model"] == tiny_model
+
+
+def test_a_damaged_download_is_called_damaged_not_missing(
+    env: dict[str, str], tiny_model: str, tiny_draft: str
+) -> None:
+    """`check` names the damage; `info` describes the file (TRUNCATED, exit 1), as it
+    does for a damaged local file; `list` marks it."""
+    data = Path(tiny_model).read_bytes()
+    put_in_hf_cache(hf_cache(env), "me/trunc", "t.gguf", tiny_model, data=data[:-100])
+    user_presets(env, "[models.trunc]\nrepo = 'me/trunc'\nfile = 't.gguf'\n")
+    listed = json.loads(spec(env, "models", "list", "--json").stdout)
+    assert next(r for r in listed if r["name"] == "trunc")["status"] == "damaged"
+    for ref in ("hf:me/trunc/t.gguf", "trunc"):
+        r = spec(env, "models", "check", ref, tiny_draft)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1
+        assert r.stderr.startswith(f"spec: error: the cached copy of {ref} is damaged (")
+        assert f"run `spec models pull {ref}` to fetch it again" in r.stderr
+        r = spec(env, "models", "info", ref)
+        assert r.returncode == 1 and "TRUNCATED" in r.stdout, r.stderr
+
+
+def test_a_header_claiming_an_impossible_array_names_the_problem(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    import struct
+
+    key = b"general.huge"
+    header = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key
+    header += struct.pack("<IIQ", 9, 5, 10**10)  # an array of 10^10 int32 values
+    bad = tmp_path / "huge.gguf"
+    bad.write_bytes(header + b"\0" * 64)
+    r = spec(env, "models", "info", str(bad))
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert r.stderr.rstrip().endswith(
+        "has a corrupt GGUF header: it claims more entries than memory holds"
+    ), r.stderr

@@ -161,10 +161,17 @@ def _pull_hf(hf: Any, what: str) -> str:
 def info(reference: Ref, json_out: JsonOut = False) -> None:
     """Show a model's architecture, size, quantization, vocabulary and context length."""
     from spec_cli import hub
+    from spec_cli.errors import ModelError
     from spec_cli.ggufinfo import read_info
 
     preset = hub.find_preset(reference)
-    path = _on_machine(reference, preset)
+    try:
+        path = _on_machine(reference, preset)
+    except ModelError:
+        # A damaged download is described too (as TRUNCATED), as a damaged file is.
+        path = _damaged_copy(reference, preset)
+        if path is None:
+            raise
     if path is None and preset is None:
         raise _not_downloaded(reference)
     data: dict[str, Any] = {}
@@ -189,17 +196,27 @@ def info(reference: Ref, json_out: JsonOut = False) -> None:
 
 def _on_machine(reference: str, preset: Preset | None) -> str | None:
     """The local file `reference` names, or None for a preset or hf: file that is not
-    downloaded; never downloads."""
+    downloaded (a ModelError when what is here is damaged); never downloads."""
     from spec_cli import hfcache, hub
 
     if reference.startswith("hf:"):
-        return hfcache.local(hfcache.parse_ref(reference), hub.note)
+        return hfcache.local(hfcache.parse_ref(reference), hub.note, strict=True)
     if preset is None:
         return hub.resolve(reference)
-    path = hub.local_path(preset)
+    path = hub.local_path(preset, strict=True)
     if path is None and preset.path:
         raise hub.missing_file(preset)
     return path
+
+
+def _damaged_copy(reference: str, preset: Preset | None) -> str | None:
+    """The file a damaged download of `reference` left on this machine, if any."""
+    from spec_cli import hfcache, hub
+
+    if reference.startswith("hf:"):
+        return hfcache.cached_path(hfcache.parse_ref(reference))
+    state, path = hub.status(preset) if preset is not None else ("", None)
+    return path if state == "damaged" else None
 
 
 def _not_downloaded(reference: str) -> ModelError:
