@@ -236,7 +236,11 @@ class ChatRepl:
         stats.wall_seconds = time.perf_counter() - started
         self.term.end_answer(result.text)
         self.total.merge(stats)
-        self.prefilled += len(turn.prompt) - turn.reused
+        read = len(turn.prompt)
+        if result.finish_reason == "interrupted" and not result.tokens:
+            # Ctrl-C may have come mid-prefill: count what the cache took in by then.
+            read = min(read, len(self.session.target.cached))
+        self.prefilled += max(0, read - turn.reused)
         self.reused += turn.reused
         if result.finish_reason == "interrupted" and not result.tokens:
             self.term.note("interrupted before the answer began: the message was not kept")

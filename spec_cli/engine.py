@@ -71,9 +71,11 @@ def generate(
     stats = stats if stats is not None else GenerationStats()
     stats.prompt_tokens = len(prompt)
     t0 = time.perf_counter()
-    sync_cache(target, prompt[:-1])
+    try:
+        sync_cache(target, prompt[:-1])
+    finally:  # an interrupted prefill took time too
+        stats.prefill_seconds = time.perf_counter() - t0
     decode_start = time.perf_counter()
-    stats.prefill_seconds = decode_start - t0
     context = list(prompt)
     drafter.begin(context, min(config.max_tokens, target.n_ctx - len(prompt)))
     out: list[int] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -393,3 +394,31 @@ def test_saved_settings_of_the_wrong_kind_are_skipped_and_a_seed_of_minus_one_is
     assert cli.with_saved({"seed": -5, "max_tokens": 9}, keep={"max_tokens"}).seed is None
     assert cli.with_saved({"seed": 11}, keep=set()).seed == 11
     assert cli.with_saved(["not", "a", "dict"], keep=set()) == cli
+
+
+def test_stats_count_only_the_prompt_read_before_ctrl_c(
+    default_model: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C during a long prompt's prefill: /stats counts the tokens the model read by
+    then (one 64-token batch here), not the whole message, and the time it took."""
+    from spec_cli.backend.llama_cpp import LlamaCppBackend
+    from spec_cli.chat_repl import ChatRepl, ChatSettings
+    from spec_cli.render.chat import ChatTerminal
+    from spec_cli.session import ModelOptions, open_session
+
+    with open_session(ModelOptions(default_model, ctx_size=2048, threads=1)) as session:
+        real_eval = LlamaCppBackend.eval
+
+        def eval_then_interrupt(self: LlamaCppBackend, tokens: Any, n_logits: int = 1) -> Any:
+            if len(self.cached) >= 64:
+                raise KeyboardInterrupt
+            return real_eval(self, tokens[:64], 0)
+
+        settings = ChatSettings(drafter="none")  # no machine measurement before answering
+        repl = ChatRepl(session, Conversation(session), settings, ChatTerminal("never"))
+        monkeypatch.setattr(LlamaCppBackend, "eval", eval_then_interrupt)
+        repl.answer("word " * 500)
+        monkeypatch.undo()
+        assert repl.prefilled == 64 and repl.answers == 0
+        assert repl.total.prefill_seconds > 0
+    assert "interrupted before the answer began" in capsys.readouterr().err

@@ -21,6 +21,7 @@ STYLES = {
     Origin.TARGET: "",
 }
 GHOST_STYLE = "dim red strike"
+TAB = 8  # terminals' tab stops
 
 
 class LiveRenderer:
@@ -33,9 +34,18 @@ class LiveRenderer:
         self.ghost = ""
 
     def _write(self, text: str, style: str) -> None:
-        if not text:
-            return
-        self.console.print(Text(text, style=style), end="", soft_wrap=True, highlight=False)
+        # Tabs go to the terminal as they are: rich would expand each to 8 spaces counted
+        # from the start of its own print, misaligning columns, losing the tab a user
+        # copies, and leaving the tracked column behind the cursor.
+        for i, part in enumerate(text.split("\t")):
+            if i:
+                self.console.file.write("\t")
+                self._advance_tab()
+            if part:
+                self.console.print(Text(part, style=style), end="", soft_wrap=True, highlight=False)
+                self._advance(part)
+
+    def _advance(self, text: str) -> None:
         width = max(self.console.width, 1)
         for ch in text:
             if ch == "\n":
@@ -44,6 +54,11 @@ class LiveRenderer:
                 self.column += cell_len(ch)
                 if self.column >= width:
                     self.column %= width
+
+    def _advance_tab(self) -> None:
+        # The next tab stop; at the right margin a tab stays in the last column.
+        last = max(self.console.width, 1) - 1
+        self.column = min((self.column // TAB + 1) * TAB, last)
 
     def _erase_ghost(self) -> None:
         if self.ghost_cells:
