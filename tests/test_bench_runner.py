@@ -239,7 +239,7 @@ def test_fit_check_counts_every_user_turn_before_any_work(session: Session) -> N
         runner.check_fit(512, "mine.jsonl")
     assert str(e.value) == (
         "prompt 'long' is 606 tokens over its 3 turns, before any answer, but the context "
-        "holds 512: raise --ctx-size to 654 or remove it from mine.jsonl"
+        "holds 512: raise --ctx-size to 654 or remove such prompts from mine.jsonl"
     )
     assert rec.generations == 0
     with pytest.raises(PromptError, match=r"raise --ctx-size to 654$"):
