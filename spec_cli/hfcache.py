@@ -42,14 +42,26 @@ class HfFile:
         return f"hf:{self.repo}{rev}/{self.filename}"
 
 
-# Hugging Face's own rules for repo ids: letters, digits, - _ . in each half, no "--"
-# or "..", at most 96 characters.
-_REPO_ID = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+# Hugging Face's own rules for repo ids: OWNER/NAME, each of letters, digits, - _ . and at
+# most 96 characters, neither starting nor ending with - or .; no "--" or "..", and no
+# ".git" at the end.
+_REPO_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?")
+
+
+def _repo_id_ok(repo: str) -> bool:
+    parts = repo.split("/")
+    return (
+        len(parts) == 2
+        and all(_REPO_PART.fullmatch(p) for p in parts)
+        and "--" not in repo
+        and ".." not in repo
+        and not repo.endswith(".git")
+    )
 
 
 def name_problem(repo: str, filename: str, revision: str | None = None) -> str | None:
     """What makes these an impossible Hugging Face file address, or None."""
-    if not _REPO_ID.match(repo) or "--" in repo or ".." in repo or len(repo) > 96:
+    if not _repo_id_ok(repo):
         return f"repo {repo!r} is not a Hugging Face repo id (OWNER/NAME: letters, digits, - _ .)"
     parts = filename.split("/")
     if filename.startswith("/") or "\\" in filename or any(p in ("", ".", "..") for p in parts):

@@ -228,7 +228,10 @@ def _unless_damaged(state: str, path: str) -> tuple[str, str]:
     header read, remembered once the file checks out)."""
     from spec_cli import hfcache
 
-    issue = hfcache.problem(path, None, None, full=False, notify=lambda _: None)
+    try:
+        issue = hfcache.problem(path, None, None, full=False, notify=lambda _: None)
+    except OSError as e:  # unreadable (permissions): one row says so, the listing goes on
+        issue = e.strerror or str(e)
     return ("damaged" if issue is not None else state), path
 
 

@@ -245,3 +245,16 @@ def test_fit_check_counts_every_user_turn_before_any_work(session: Session) -> N
     with pytest.raises(PromptError, match=r"raise --ctx-size to 654$"):
         runner.check_fit(512)  # a built-in suite: no file to remove it from
     BenchRunner(rec, (PROMPTS[2], long), settings(("none",))).check_fit(607)  # fits: no error
+
+
+def test_the_size_asked_for_also_holds_prompts_whose_turns_fit(session: Session) -> None:
+    """A prompt that fits until its answers are added still counts toward the size named,
+    so raising --ctx-size as told is enough for every prompt."""
+    from spec_cli.errors import PromptError
+
+    one = BenchPrompt("one", "qa", ("x" * 560,))  # 561 tokens: over 512 on its own
+    many = BenchPrompt("many", "qa", ("x" * 150,) * 3)  # 459 tokens before its 3 answers
+    fast = BenchSettings(("none",), max_tokens=64, warmup_tokens=2, seed=3)
+    runner = BenchRunner(Recording(session), (one, many), fast)
+    with pytest.raises(PromptError, match=r"prompt 'one' is 561 tokens .* to 651$"):
+        runner.check_fit(512)

@@ -161,12 +161,20 @@ def test_hf_references_parse_into_repo_file_and_revision(
         "hf:a/b/./x.gguf",
         "hf:a--b/c/x.gguf",
         "hf:a/b@ main/x.gguf",
+        "hf:a/b./x.gguf",
+        "hf:-a/b/x.gguf",
+        "hf:a/b.git/x.gguf",
     ],
 )
 def test_malformed_hf_references_say_the_expected_form(ref: str) -> None:
     with pytest.raises(ModelError, match=r"hf:OWNER/REPO/FILE\.gguf") as e:
         hfcache.parse_ref(ref)
     assert "\n" not in str(e.value)
+
+
+def test_long_repo_names_hugging_face_allows_are_references() -> None:
+    owner, name = "o" * 30, "n" * 70  # each half may have up to 96 characters
+    assert hfcache.parse_ref(f"hf:{owner}/{name}/x.gguf").repo == f"{owner}/{name}"
 
 
 def test_paths_resolve_to_themselves(hf_cache: Path, tiny_model: str) -> None:

@@ -128,23 +128,24 @@ class BenchRunner:
         `suite_file` is the suite's path, to say where such a prompt can be removed."""
         worst: tuple[int, str, str] | None = None  # (room needed, prompt id, what)
         too_long = 0
+        need = 0  # room for every prompt with all its answers
         for prompt in self.prompts:
             history = [(text, "") for text in prompt.turns[:-1]]
             n = len(self.prompt_tokens(history, prompt.turns[-1]))
+            turns = len(prompt.turns)
+            need = max(need, n + turns * self.settings.max_tokens)
             if n < n_ctx:
                 continue
             too_long += 1
-            turns = len(prompt.turns)
             what = f"is {n} tokens"
             if turns > 1:
                 what += f" over its {turns} turns, before any answer,"
-            need = n + turns * self.settings.max_tokens  # room for every answer too
-            if worst is None or need > worst[0]:
-                worst = need, prompt.id, what
+            if worst is None or n > worst[0]:
+                worst = n, prompt.id, what
         if worst is None:
             return
         # One message naming the size that fits them all, not one per retry.
-        need, pid, what = worst
+        _, pid, what = worst
         others = ""
         if too_long > 1:
             others = f" ({too_long - 1} other prompt{'s' if too_long > 2 else ''} too)"

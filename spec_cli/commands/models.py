@@ -5,6 +5,7 @@ Results go to stdout (one line per item, easy to script); progress and notes to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -358,11 +359,12 @@ def quantize(
     try:
         fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
         os.close(fd)
-        os.chmod(name, new_file_mode())  # mkstemp's are private; a model is not
     except OSError as e:  # fail now, with the reason, rather than inside llama.cpp
         raise ModelError(f"cannot write {dst}: {e.strerror or e}") from None
     tmp = Path(name)
     try:
+        with contextlib.suppress(OSError):  # some filesystems have no modes to set
+            os.chmod(tmp, new_file_mode())  # mkstemp's are private; a model is not
         # A damaged file gets its reason, a full disk its numbers: not the quantizer's code.
         check_room(src_path, QUANT_BITS[kind], out.parent, f"a {kind.upper()} copy")
         with sigterm_as_interrupt():
