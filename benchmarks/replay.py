@@ -10,7 +10,7 @@ a shared machine. It is not a speed measurement: `speed.py` is.
     python benchmarks/replay.py --suite              # also the quick bench suite's prompts
     python benchmarks/replay.py --copy-heavy         # also the full suite's copying prompts
 
-Tuning against three prompts overfits; `--suite` adds 14 more (first turns) and reports
+Tuning against four prompts overfits; `--suite` adds 14 more (first turns) and reports
 their geometric mean and the worst one. `--copy-heavy` adds the full suite's 30 code-edit,
 summarization and RAG prompts, where drafting has the most to gain or lose.
 """
