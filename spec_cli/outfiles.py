@@ -28,6 +28,8 @@ def check_output(
     where = f"{option} {path}" if option else path
     if not path.strip():
         raise UsageError(f"{option or 'the output file'} needs a file name, not an empty one")
+    if path.endswith(("/", os.sep)):
+        raise UsageError(f"{where} names a directory: give a file name")
     given = Path(path).expanduser()
     try:
         real = given.resolve(strict=False) if given.is_symlink() else given

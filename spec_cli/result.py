@@ -26,8 +26,8 @@ def consume(
     """Feed every event to `handle` and collect the result.
 
     Ctrl-C (KeyboardInterrupt) ends the stream cleanly: the result keeps what was generated
-    and its finish reason is "interrupted". `stats`, the stream's own, then counts the
-    tokens the result holds.
+    and its finish reason is "interrupted". `stats`, the stream's own, counts the tokens
+    the result holds as generated.
     """
     parts: list[str] = []
     result = Result()
@@ -47,16 +47,17 @@ def consume(
     except KeyboardInterrupt:
         result.finish_reason = "interrupted"
         _close(events)
-        if stats is not None:
-            # The interrupt may land between the engine counting a token and this loop
-            # receiving it; the token never reached the user, so it was not generated.
-            stats.generated_tokens = len(result.tokens)
     except BaseException:
         # A failing consumer (a closed pipe) must close the generator now, while its
         # backend is still open: left to the garbage collector, its cleanup would touch
         # a freed llama.cpp context.
         _close(events)
         raise
+    if stats is not None:
+        # Generated means what the result holds: an interrupt can land between the
+        # engine counting a token and this loop receiving it, and tokens that only made
+        # up a stop string are left out of the result.
+        stats.generated_tokens = len(result.tokens)
     result.text = "".join(parts)
     return result
 

@@ -219,3 +219,12 @@ def test_utf8_with_a_byte_order_mark_is_text(
         outs.append(json.loads(proc.stdout))
     assert outs[0]["stats"]["prompt_tokens"] == outs[1]["stats"]["prompt_tokens"]
     assert outs[0]["tokens"] == outs[1]["tokens"]
+
+
+def test_more_threads_than_ggml_allows_is_a_usage_error(env: dict[str, str]) -> None:
+    """llama.cpp crashed (bad_alloc, segfault) or hung on such counts."""
+    proc = spec(env, "-", "--threads", "100000", stdin=b"hi")
+    assert (
+        proc.returncode == 2
+        and b"--threads': Input should be less than or equal to 512" in proc.stderr
+    )

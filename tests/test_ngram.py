@@ -428,3 +428,40 @@ def test_contexts_sharing_a_hash_stay_apart_in_a_frozen_table() -> None:
     assert frozen.lookup(list(other)) == counts.lookup(list(other)) == (9, 3, 4, 4)
     numpy_ids = cast(list[int], [np.int64(t) for t in one])  # as numpy hands them out
     assert frozen.lookup(numpy_ids) == (7, 5, 5, 4)
+
+
+def test_spec_ngram_build_reads_a_file_named_dash_and_skips_blank_ones(
+    tiny_model: str, tmp_path: Path
+) -> None:
+    """`./-` is a file (only `-` is stdin), so it is read and never written over; a file
+    of only a BOM or Unicode spaces is skipped like an empty one; `-o DIR/` is refused."""
+    import subprocess
+
+    from clitools import isolated_env, spec_command
+
+    env = isolated_env(tmp_path / "home")
+    (tmp_path / "-").write_text("words in the file named dash\n" * 5, encoding="utf-8")
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf")
+    (tmp_path / "spaces.txt").write_text("\u00a0\u3000\n", encoding="utf-8")
+
+    def build(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*spec_command(), "ngram", "build", *args, "-m", tiny_model],
+            input="stdin text",
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            cwd=tmp_path,
+        )
+
+    ok = build("bom.txt", "./-", "spaces.txt", "-o", "c.npz")
+    assert ok.returncode == 0, ok.stderr
+    assert "skipping bom.txt: it is empty" in ok.stderr
+    assert "skipping spaces.txt: it is empty" in ok.stderr
+    assert "from 145 tokens" in ok.stderr  # the file's 145 bytes, not stdin's 10
+    same = build("./-", "-o", "./-", "--force")
+    assert same.returncode == 2 and "is one of the files read" in same.stderr
+    folder = build("./-", "-o", "newdir/")
+    assert folder.returncode == 2 and "names a directory" in folder.stderr
+    assert not (tmp_path / "newdir").exists()

@@ -463,3 +463,16 @@ def test_an_ngram_cache_a_drafter_never_reads_gets_a_note(
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode("utf-8") == plain_stdout
     assert "--ngram-cache is not used by --drafter none" in proc.stderr.decode()
+
+
+def test_json_counts_what_a_stop_string_left(
+    env: dict[str, str], prompt_file: str, tiny_model: str, plain_stdout: str
+) -> None:
+    """Tokens that only made up the stop string are not in `tokens`, and not counted as
+    generated either."""
+    stop = plain_stdout[6:9]
+    proc = spec(env, *base(prompt_file, tiny_model, "--drafter", "none", "--json", "--stop", stop))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["finish_reason"] == "stop" and stop not in data["text"]
+    assert len(data["tokens"]) == data["stats"]["generated_tokens"] < 9

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from spec_cli.commands import options as o
+
 if TYPE_CHECKING:
     from spec_cli.config import Preset
     from spec_cli.errors import ModelError
@@ -336,7 +338,7 @@ def quantize(
         str, typer.Option("--type", "-t", help="q4_0, q4_k_m, q8_0, f16 or f32 (and q4_1, ...).")
     ] = "q4_k_m",
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite DST.")] = False,
-    threads: Annotated[int, typer.Option("--threads", min=0, help="0: all cores.")] = 0,
+    threads: o.Threads = 0,
 ) -> None:
     """Write SRC re-quantized to DST with llama.cpp's quantizer."""
     from spec_cli import hub

@@ -14,8 +14,9 @@ app = typer.Typer(help="Build n-gram caches from a corpus.", no_args_is_help=Tru
 
 @app.command("build")
 def build(
-    files: Annotated[list[Path], typer.Argument(help="Text files to learn from (- : stdin).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Cache file to write.")],
+    # Strings, not Paths: Path("./-") would be "-", read as stdin (and never protected).
+    files: Annotated[list[str], typer.Argument(help="Text files to learn from (- : stdin).")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Cache file to write.")],
     model: o.Model = None,
     limit: Annotated[
         int,
@@ -29,6 +30,7 @@ def build(
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite OUTPUT.")] = False,
 ) -> None:
     """Count the 2..4-gram continuations of FILES with MODEL's tokenizer into OUTPUT."""
+    import codecs
     import sys
 
     from spec_cli import hub
@@ -39,31 +41,32 @@ def build(
     from spec_cli.outfiles import check_output, write_file
     from spec_cli.prompts import decode_prompt
 
-    if sum(str(f) == "-" for f in files) > 1:
+    if files.count("-") > 1:
         raise UsageError("standard input (-) can be read only once")
-    output = check_output(str(output), force=force, inputs=[str(f) for f in files if str(f) != "-"])
+    written = check_output(output, force=force, inputs=[f for f in files if f != "-"])
     tokenizer = LlamaCppBackend(hub.resolve(model), LoadOptions(vocab_only=True))
     counts = NgramCounts()
     n_tokens = 0
     try:
         for path in files:
             try:
-                data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+                data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
             except OSError as e:
                 raise SpecError(f"cannot read {path}: {e.strerror}") from None
-            if not data.strip():
+            # Only a BOM or Unicode spaces is as empty as no bytes at all.
+            if not data.removeprefix(codecs.BOM_UTF8).decode("utf-8", "replace").strip():
                 hub.note(f"skipping {path}: it is empty")
                 continue
-            text = decode_prompt(data, str(path))
+            text = decode_prompt(data, path)
             n_tokens += count_corpus_text(counts, text, tokenizer.tokenize, limit)
         if not n_tokens:
             raise SpecError("the files hold no text to learn from")
         data, rows = counts_file(counts, tokenizer.vocab_id(), limit, STATIC_MIN_ORDER)
-        write_file(output, data)
+        write_file(written, data)
     finally:
         tokenizer.close()
     sys.stderr.write(
         f"kept {rows} n-gram rows (contexts of {STATIC_MIN_ORDER} to {MAX_ORDER} tokens) "
         f"from {n_tokens} tokens "
-        f"in {len(files)} file(s) -> {output}\n"
+        f"in {len(files)} file(s) -> {written}\n"
     )

@@ -108,8 +108,11 @@ CtxSize = Annotated[
         help="Context tokens (default: 4096, or the model's own when smaller; 0: the model's own).",
     ),
 ]
+# ggml's own limit (GGML_MAX_N_THREADS): more crashed or hung inside llama.cpp.
+MAX_THREADS = 512
 Threads = Annotated[
-    int, typer.Option("--threads", min=0, help="CPU threads (0: all physical cores).")
+    int,
+    typer.Option("--threads", min=0, max=MAX_THREADS, help="CPU threads (0: all physical cores)."),
 ]
 GpuLayers = Annotated[
     int,
