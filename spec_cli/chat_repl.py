@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from spec_cli.conversation import Conversation
 from spec_cli.engine import DEFAULT_DRAFT_MAX, GenerationConfig
 from spec_cli.errors import SpecError, UsageError
+from spec_cli.render import counted
 from spec_cli.render.chat import ChatTerminal, footer_line, session_report
 from spec_cli.result import consume
 from spec_cli.sampling import SamplingParams
@@ -215,8 +216,8 @@ class ChatRepl:
         turn = self.conv.prepare(text, s.max_tokens)
         if turn.dropped:
             self.term.warn(
-                f"context full ({self.conv.n_ctx} tokens): left out the {turn.dropped} oldest "
-                f"exchange{'s' if turn.dropped > 1 else ''} to make room; /reset starts afresh"
+                f"context full ({self.conv.n_ctx} tokens): left out the "
+                f"{counted(turn.dropped, 'oldest exchange')} to make room; /reset starts afresh"
             )
         stats = GenerationStats()
         started = time.perf_counter()
@@ -236,13 +237,14 @@ class ChatRepl:
         stats.wall_seconds = time.perf_counter() - started
         self.term.end_answer(result.text)
         self.total.merge(stats)
+        unanswered = result.finish_reason == "interrupted" and not result.tokens
         read = len(turn.prompt)
-        if result.finish_reason == "interrupted" and not result.tokens:
+        if unanswered:
             # Ctrl-C may have come mid-prefill: count what the cache took in by then.
             read = min(read, len(self.session.target.cached))
         self.prefilled += max(0, read - turn.reused)
         self.reused += turn.reused
-        if result.finish_reason == "interrupted" and not result.tokens:
+        if unanswered:
             self.term.note("interrupted before the answer began: the message was not kept")
             return
         self.conv.commit(turn, result.text, result.tokens)

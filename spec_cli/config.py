@@ -197,10 +197,8 @@ def _preset(path: Path, name: str, table: Mapping[str, Any], origin: str) -> Pre
             f"{path}: [models.{name}] needs a source: path = FILE, or repo and file "
             "(a Hugging Face repo and the GGUF in it)"
         )
-    if preset.repo and preset.repo.count("/") != 1:
-        raise ConfigError(f"{path}: [models.{name}] repo must look like OWNER/NAME")
-    if preset.repo and preset.file:
-        problem = name_problem(preset.repo, preset.file, preset.revision)
+    if preset.repo:
+        problem = name_problem(preset.repo, preset.file or None, preset.revision)
         if problem is not None:
             raise ConfigError(f"{path}: [models.{name}] {problem}")
     return preset

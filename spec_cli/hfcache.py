@@ -59,13 +59,16 @@ def _repo_id_ok(repo: str) -> bool:
     )
 
 
-def name_problem(repo: str, filename: str, revision: str | None = None) -> str | None:
-    """What makes these an impossible Hugging Face file address, or None."""
+def name_problem(repo: str, filename: str | None, revision: str | None = None) -> str | None:
+    """What makes these an impossible Hugging Face file address (no file: the repo and
+    revision alone), or None."""
     if not _repo_id_ok(repo):
         return f"repo {repo!r} is not a Hugging Face repo id (OWNER/NAME: letters, digits, - _ .)"
-    parts = filename.split("/")
-    if filename.startswith("/") or "\\" in filename or any(p in ("", ".", "..") for p in parts):
-        return f"file {filename!r} is not a path inside a repo"
+    if filename is not None:
+        parts = filename.split("/")
+        bad = filename.startswith("/") or "\\" in filename
+        if bad or any(p in ("", ".", "..") for p in parts):
+            return f"file {filename!r} is not a path inside a repo"
     if revision is not None and (not revision or any(c.isspace() for c in revision)):
         return f"revision {revision!r} is not a branch, tag or commit"
     return None

@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 DRAFTERS = ("auto", "none", "prompt-lookup", "ngram", "model")
 
 
+# Why a recurrent model (Mamba, RWKV, hybrids) can neither be drafted for nor draft.
+CANNOT_ROLL_BACK = (
+    "keeps a recurrent state that llama.cpp cannot roll back to before a rejected draft"
+)
+
+
 @dataclass(frozen=True)
 class ModelOptions:
     """Which models to load and how."""
@@ -116,10 +122,7 @@ class Session:
         """Why nothing can draft for this target (a recurrent model), or None."""
         if self.target.can_roll_back:
             return None
-        return (
-            f"{Path(self.target.path).name} keeps a recurrent state that llama.cpp cannot "
-            "roll back, so rejected drafts could not be undone"
-        )
+        return f"{Path(self.target.path).name} {CANNOT_ROLL_BACK}"
 
     def _plain_for_recurrent(self, name: str) -> Drafter:
         """A recurrent target cannot take back a rejected draft's tokens, so nothing can
@@ -319,7 +322,7 @@ def open_session(options: ModelOptions) -> Session:
     reason = incompatibility(target.vocab_info(), draft.vocab_info())
     advice = "pick a draft from the same model family (same tokenizer)"
     if reason is None and not draft.can_roll_back:
-        reason = "it keeps a recurrent state that llama.cpp cannot roll back to before a rejection"
+        reason = f"it {CANNOT_ROLL_BACK}"
         advice = "pick a transformer draft model"
     if reason is not None:
         draft.close()

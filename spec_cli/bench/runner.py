@@ -20,6 +20,7 @@ from spec_cli.drafters.base import Drafter
 from spec_cli.engine import DEFAULT_DRAFT_MAX, GenerationConfig
 from spec_cli.errors import PromptError
 from spec_cli.events import Event
+from spec_cli.render import counted
 from spec_cli.result import Result, consume
 from spec_cli.sampling import SamplingParams
 from spec_cli.stats import GenerationStats
@@ -126,7 +127,7 @@ class BenchRunner:
         """Fail before any work, naming the prompt, when its user turns alone (answers left
         empty) cannot fit the context; answers add to this and are checked as they come.
         `suite_file` is the suite's path, to say where such a prompt can be removed."""
-        worst: tuple[int, str, str] | None = None  # (room needed, prompt id, what)
+        worst: tuple[int, str, str] | None = None  # (prompt tokens, prompt id, what)
         too_long = 0
         need = 0  # room for every prompt with all its answers
         for prompt in self.prompts:
@@ -146,9 +147,7 @@ class BenchRunner:
             return
         # One message naming the size that fits them all, not one per retry.
         _, pid, what = worst
-        others = ""
-        if too_long > 1:
-            others = f" ({too_long - 1} other prompt{'s' if too_long > 2 else ''} too)"
+        others = f" ({counted(too_long - 1, 'other prompt')} too)" if too_long > 1 else ""
         remedy = f" or remove such prompts from {suite_file}" if suite_file else ""
         raise PromptError(
             f"prompt {pid!r} {what} but the context holds {n_ctx}{others}: "

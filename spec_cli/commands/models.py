@@ -297,6 +297,7 @@ def check(target: Ref, draft: Ref) -> None:
     from spec_cli.compat import incompatibility
     from spec_cli.errors import ModelError
     from spec_cli.ggufinfo import read_info
+    from spec_cli.session import CANNOT_ROLL_BACK
 
     infos = []
     unusable: list[str] = []  # why a file cannot take part, as `spec run` would refuse it
@@ -313,10 +314,7 @@ def check(target: Ref, draft: Ref) -> None:
         try:
             infos.append(backend.vocab_info())
             if not backend.can_roll_back:
-                unusable.append(
-                    f"{role} keeps a recurrent state that llama.cpp cannot roll back to "
-                    "before a rejected draft"
-                )
+                unusable.append(f"{role} {CANNOT_ROLL_BACK}")
         finally:
             backend.close()
         if read_info(path).n_tensors == 0:

@@ -7,6 +7,7 @@ import sys
 from typing import Protocol
 
 from spec_cli.events import Event
+from spec_cli.render import counted
 from spec_cli.result import Result
 from spec_cli.stats import GenerationStats
 
@@ -54,9 +55,8 @@ def drafter_lines(stats: GenerationStats) -> list[str]:
     lines = []
     for name, c in sorted(stats.per_drafter.items()):
         rate = c.accepted / c.drafted if c.drafted else 0.0
-        drafts = "draft" if c.steps == 1 else "drafts"
         lines.append(
-            f"  {name}: {c.steps} {drafts}, accepted {c.accepted}/{c.drafted} ({rate:.0%})"
+            f"  {name}: {counted(c.steps, 'draft')}, accepted {c.accepted}/{c.drafted} ({rate:.0%})"
         )
     return lines
 
