@@ -1,4 +1,5 @@
-"""On/off environment variables (SPEC_DEBUG, SPEC_LLAMA_LOG, SPEC_NO_LEARN), read one way."""
+"""On/off environment variables (SPEC_DEBUG, SPEC_LLAMA_LOG, SPEC_LLAMA_AMX, SPEC_NO_LEARN), read
+one way."""
 
 from __future__ import annotations
 

@@ -101,6 +101,46 @@ def test_batched_eval_rows_equal_single_token_evals(backend: LlamaCppBackend) ->
     assert len(set(singles.argmax(axis=1).tolist())) > 5
 
 
+def test_a_quantized_model_evaluates_a_batch(tiny_model: str, tmp_path: Path) -> None:
+    """Quantized weights are where llama.cpp's AMX kernels crash the process on many AMX
+    machines (a protection fault on the first multi-token batch)."""
+    from spec_cli.backend.quantize import quantize
+
+    q8 = tmp_path / "q8.gguf"
+    quantize(tiny_model, str(q8), "q8_0")
+    b = LlamaCppBackend(str(q8), LoadOptions(n_ctx=256, n_threads=THREADS))
+    try:
+        tokens = b.tokenize(TEXT)[:16]
+        batched = b.eval(tokens, len(tokens)).copy()
+        singles = single_steps(b, tokens)
+        # Different kernels for one row and many: close, not equal.
+        np.testing.assert_allclose(batched, singles, atol=0.2)
+    finally:
+        b.close()
+
+
+@pytest.mark.parametrize(
+    ("amx", "allowed", "extra"), [(True, "", False), (True, "1", True), (False, "", True)]
+)
+def test_llama_cpp_amx_kernels_stay_off_unless_allowed(
+    tiny_model: str, monkeypatch: pytest.MonkeyPatch, amx: bool, allowed: str, extra: bool
+) -> None:
+    from spec_cli.backend import llama_cpp as backend_module
+
+    seen: list[bool] = []
+    load = backend_module.lc.llama_model_load_from_file
+
+    def recording_load(path: bytes, params: object) -> object:
+        seen.append(bool(params.use_extra_bufts))  # type: ignore[attr-defined]
+        return load(path, params)
+
+    monkeypatch.setattr(backend_module, "amx_compiled", lambda: amx)
+    monkeypatch.setattr(backend_module.lc, "llama_model_load_from_file", recording_load)
+    monkeypatch.setenv("SPEC_LLAMA_AMX", allowed)
+    LlamaCppBackend(tiny_model, LoadOptions(n_ctx=64, n_threads=THREADS)).close()
+    assert seen == [extra]
+
+
 def test_eval_returns_only_the_last_rows(backend: LlamaCppBackend) -> None:
     tokens = backend.tokenize(TEXT)[:20]
     backend.truncate(0)
