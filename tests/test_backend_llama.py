@@ -125,17 +125,17 @@ def test_a_quantized_model_evaluates_a_batch(tiny_model: str, tmp_path: Path) ->
 def test_llama_cpp_amx_kernels_stay_off_unless_allowed(
     tiny_model: str, monkeypatch: pytest.MonkeyPatch, amx: bool, allowed: str, extra: bool
 ) -> None:
-    from spec_cli.backend import llama_cpp as backend_module
+    import llama_cpp
 
     seen: list[bool] = []
-    load = backend_module.lc.llama_model_load_from_file
+    load = llama_cpp.llama_model_load_from_file
 
     def recording_load(path: bytes, params: object) -> object:
         seen.append(bool(params.use_extra_bufts))  # type: ignore[attr-defined]
         return load(path, params)
 
-    monkeypatch.setattr(backend_module, "amx_compiled", lambda: amx)
-    monkeypatch.setattr(backend_module.lc, "llama_model_load_from_file", recording_load)
+    monkeypatch.setattr("spec_cli.backend.llama_cpp.amx_compiled", lambda: amx)
+    monkeypatch.setattr(llama_cpp, "llama_model_load_from_file", recording_load)
     monkeypatch.setenv("SPEC_LLAMA_AMX", allowed)
     LlamaCppBackend(tiny_model, LoadOptions(n_ctx=64, n_threads=THREADS)).close()
     assert seen == [extra]
