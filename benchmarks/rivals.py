@@ -18,15 +18,18 @@ methods and check its output.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from spec_cli.backend.llama_cpp import extra_buffers_allowed
 
 LCPP_LOOKUP = "llama-cpp-python-lookup"
 LLAMA_LOOKUP = "llama.cpp-lookup"
@@ -50,14 +53,15 @@ class LlamaCppPython:
         from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
         self.name = LCPP_LOOKUP if lookup else "llama-cpp-python"
-        self._llm = Llama(
-            model_path,
-            n_ctx=n_ctx,
-            n_threads=threads,
-            n_threads_batch=threads,
-            draft_model=LlamaPromptLookupDecoding() if lookup else None,
-            verbose=False,
-        )
+        with _weights_in_spec_buffers():
+            self._llm = Llama(
+                model_path,
+                n_ctx=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                draft_model=LlamaPromptLookupDecoding() if lookup else None,
+                verbose=False,
+            )
 
     def run(self, prompt: Sequence[int], n: int) -> Outcome:
         self._llm.reset()  # type: ignore[no-untyped-call]
@@ -75,6 +79,30 @@ class LlamaCppPython:
                 break
         speed = (len(out) - 1) / (last - first) if last > first else 0.0
         return Outcome(speed, self._llm.detokenize(out).decode("utf-8", "replace"))
+
+
+@contextlib.contextmanager
+def _weights_in_spec_buffers() -> Iterator[None]:
+    """`Llama` takes no say over llama.cpp's extra weight buffers: while it loads, its
+    default model parameters keep them off where `spec` does (AMX builds), for the same
+    kernels and no crash."""
+    import llama_cpp.llama_cpp as lc
+
+    default = lc.llama_model_default_params
+
+    def plain() -> Any:
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    if extra_buffers_allowed():
+        yield
+        return
+    lc.llama_model_default_params = plain
+    try:
+        yield
+    finally:
+        lc.llama_model_default_params = default
 
 
 # Its closing summary line: present only when it ran to the end.
@@ -105,6 +133,8 @@ class LlamaCppExample:
             binary, "-m", model_path, "-c", str(n_ctx), "-t", str(threads), "-tb", str(threads),
             "--temp", "0", "--top-k", "1", "--spec-draft-n-max", str(draft_max), *extra,
         ]  # fmt: skip
+        if not extra_buffers_allowed():
+            self._cmd.append("--no-repack")  # the weights' buffers that spec uses
 
     def run(self, prompt: Sequence[int], n: int) -> Outcome:
         prompt_bytes = self._vocab.detokenize(list(prompt), special=True)

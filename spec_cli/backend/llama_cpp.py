@@ -52,6 +52,13 @@ def amx_compiled() -> bool:
     return b"AMX_INT8 = 1" in lc.llama_print_system_info()
 
 
+def extra_buffers_allowed() -> bool:
+    """Whether llama.cpp may hold weights in its extra CPU buffer types (AMX, repacked):
+    its AMX kernels crash with a protection fault on the first batch of a quantized
+    model on many AMX machines (llama.cpp issue 20824), so not on those unless asked."""
+    return not amx_compiled() or flag("SPEC_LLAMA_AMX")
+
+
 @functools.cache
 def physical_cores() -> int:
     """Physical core count (llama.cpp's default thread count), falling back to logical."""
@@ -155,10 +162,7 @@ class LlamaCppBackend:
         mparams = lc.llama_model_default_params()
         mparams.n_gpu_layers = options.n_gpu_layers
         mparams.vocab_only = options.vocab_only
-        if amx_compiled() and not flag("SPEC_LLAMA_AMX"):
-            # llama.cpp's AMX kernels crash with a protection fault on the first batch
-            # of a quantized model on many AMX machines (llama.cpp issue 20824): keep the
-            # weights in plain CPU buffers, as on any other CPU.
+        if not extra_buffers_allowed():
             mparams.use_extra_bufts = False
         # llama.cpp stops loading when its progress callback returns false.
         keep_loading = lc.llama_progress_callback(lambda progress, data: not interrupted())
