@@ -175,6 +175,19 @@ def test_a_build_compiled_differently_is_another_calibration_key(
     assert backend.build_id().startswith(f"llama.cpp-{backend.llama_cpp_version()}-")
 
 
+def test_allowing_the_amx_kernels_is_another_calibration_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SPEC_LLAMA_AMX=1 changes the kernels a batch runs on, and so the verify costs."""
+    import spec_cli.backend.llama_cpp as backend
+
+    monkeypatch.setattr(backend, "amx_compiled", lambda: True)
+    monkeypatch.setenv("SPEC_LLAMA_AMX", "0")
+    plain = backend.build_id()
+    monkeypatch.setenv("SPEC_LLAMA_AMX", "1")
+    assert backend.build_id() != plain
+
+
 @pytest.mark.parametrize(
     "damage",
     ["a zero cost", "NaN", "costs that shrink", "a negative draft cost", "a date in the future"],

@@ -394,9 +394,10 @@ def llama_cpp_version() -> str:
 def build_id() -> str:
     """The llama.cpp build a measurement belongs to: the bindings' version and what the
     library was compiled with (CPU features, GPU backends), so a CUDA or Metal reinstall
-    of the same version is measured afresh."""
+    of the same version is measured afresh, and which weight kernels it may use."""
     compiled = hashlib.sha256(system_info().encode()).hexdigest()[:8]
-    return f"llama.cpp-{llama_cpp_version()}-{compiled}"
+    plain = "" if extra_buffers_allowed() else "-plain"
+    return f"llama.cpp-{llama_cpp_version()}-{compiled}{plain}"
 
 
 def system_info() -> str:
