@@ -15,7 +15,7 @@ from spec_cli.cachefiles import cache_dir, file_key, locked, read_json, write_js
 from spec_cli.costs import MAX_BATCH, CostModel, calibrate
 
 MAX_AGE_SECONDS = 14 * 24 * 3600
-_VERSION = 4  # bumped when the measuring procedure changes
+_VERSION = 5  # bumped when the measuring procedure or the contexts measured change
 
 
 def calibration_key(target: Backend, draft: Backend | None, backend_id: str) -> str:

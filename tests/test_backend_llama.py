@@ -141,6 +141,31 @@ def test_llama_cpp_amx_kernels_stay_off_unless_allowed(
     assert seen == [extra]
 
 
+@pytest.mark.parametrize(("gpu_layers", "flash_attn"), [(0, "disabled"), (99, "auto")])
+def test_flash_attention_is_off_on_the_cpu_and_llama_cpps_choice_on_a_gpu(
+    tiny_model: str, monkeypatch: pytest.MonkeyPatch, gpu_layers: int, flash_attn: str
+) -> None:
+    """On the CPU llama.cpp's flash-attention kernel made verify batches a third dearer
+    (and long-context steps twice as dear) for the same output."""
+    import llama_cpp
+
+    kinds = {
+        llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED: "disabled",
+        llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO: "auto",
+    }
+    seen: list[str] = []
+    init = llama_cpp.llama_init_from_model
+
+    def recording_init(model: object, params: object) -> object:
+        seen.append(kinds.get(params.flash_attn_type, "enabled"))  # type: ignore[attr-defined]
+        return init(model, params)
+
+    monkeypatch.setattr(llama_cpp, "llama_init_from_model", recording_init)
+    options = LoadOptions(n_ctx=64, n_threads=THREADS, n_gpu_layers=gpu_layers)
+    LlamaCppBackend(tiny_model, options).close()
+    assert seen == [flash_attn]
+
+
 def test_eval_returns_only_the_last_rows(backend: LlamaCppBackend) -> None:
     tokens = backend.tokenize(TEXT)[:20]
     backend.truncate(0)

@@ -194,6 +194,11 @@ class LlamaCppBackend:
         cparams.n_threads = self.threads
         cparams.n_threads_batch = self.threads
         cparams.no_perf = True
+        if self.n_gpu_layers == 0:
+            # llama.cpp's CPU flash-attention kernel makes every call dearer, batches
+            # most: SmolLM2 Q4_1 at 230 tokens of context verified 8 tokens in 50 ms with
+            # it and 36 ms without, and at 3000 tokens decoded one in 38 ms against 19.
+            cparams.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self._ctx = lc.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             self.close()  # frees the model, once: __del__ must not free it again
