@@ -25,8 +25,9 @@ from spec_cli.session import ModelOptions, Session, open_session
 from spec_cli.stats import GenerationStats
 
 TEXT = "def add(a, b):\n    return a + b\n\nprint(add(1, 2))  # é日😀 ünïcode\n"
-# F32 on CPU: a batched row differs from a single-token row only by summation order.
-ATOL = 2e-3
+# F32 on CPU: a batched row differs from a single-token row only by summation order (logits
+# near 10, and the attention reads an F16 cache).
+ATOL = 5e-3
 # One thread: tiny models gain nothing from more, and on a busy 2-core machine llama.cpp's
 # spinning worker threads can slow a token from 0.1 ms to 200 ms.
 THREADS = 1
