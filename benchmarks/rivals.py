@@ -133,8 +133,11 @@ class LlamaCppExample:
             binary, "-m", model_path, "-c", str(n_ctx), "-t", str(threads), "-tb", str(threads),
             "--temp", "0", "--top-k", "1", "--spec-draft-n-max", str(draft_max), *extra,
         ]  # fmt: skip
+        # The kernels spec runs: on the CPU no flash attention (llama.cpp's default turns
+        # it on, and batches cost more), and the weights' buffers that spec uses.
+        self._cmd += ["--flash-attn", "off"]
         if not extra_buffers_allowed():
-            self._cmd.append("--no-repack")  # the weights' buffers that spec uses
+            self._cmd.append("--no-repack")
 
     def run(self, prompt: Sequence[int], n: int) -> Outcome:
         prompt_bytes = self._vocab.detokenize(list(prompt), special=True)
