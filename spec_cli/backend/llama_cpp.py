@@ -198,7 +198,8 @@ class LlamaCppBackend:
             # llama.cpp's CPU flash-attention kernel makes every call dearer, batches
             # most: SmolLM2 Q4_1 at 230 tokens of context verified 8 tokens in 50 ms with
             # it and 36 ms without, and at 3000 tokens decoded one in 38 ms against 19.
-            cparams.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            # (Bindings from before llama.cpp's flash_attn_type had it off by default.)
+            cparams.flash_attn_type = getattr(lc, "LLAMA_FLASH_ATTN_TYPE_DISABLED", 0)
         self._ctx = lc.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             self.close()  # frees the model, once: __del__ must not free it again
