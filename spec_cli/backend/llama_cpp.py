@@ -49,7 +49,7 @@ def ensure_backend() -> None:
 @functools.cache
 def amx_compiled() -> bool:
     """Whether this llama.cpp build carries its AMX matrix kernels."""
-    return b"AMX_INT8 = 1" in lc.llama_print_system_info()
+    return "AMX_INT8 = 1" in system_info()
 
 
 def extra_buffers_allowed() -> bool:
