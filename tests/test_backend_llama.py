@@ -8,6 +8,7 @@ import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -120,23 +121,30 @@ def test_a_quantized_model_evaluates_a_batch(tiny_model: str, tmp_path: Path) ->
         b.close()
 
 
+def params_passed(monkeypatch: pytest.MonkeyPatch, function: str, field: str) -> list[Any]:
+    """The `field` of the parameters each call of llama_cpp's `function` (which takes
+    them last) is given, gathered as the calls happen."""
+    import llama_cpp
+
+    seen: list[Any] = []
+    real = getattr(llama_cpp, function)
+
+    def recording(*args: Any) -> Any:
+        seen.append(getattr(args[-1], field))
+        return real(*args)
+
+    monkeypatch.setattr(llama_cpp, function, recording)
+    return seen
+
+
 @pytest.mark.parametrize(
     ("amx", "allowed", "extra"), [(True, "", False), (True, "1", True), (False, "", True)]
 )
 def test_llama_cpp_amx_kernels_stay_off_unless_allowed(
     tiny_model: str, monkeypatch: pytest.MonkeyPatch, amx: bool, allowed: str, extra: bool
 ) -> None:
-    import llama_cpp
-
-    seen: list[bool] = []
-    load = llama_cpp.llama_model_load_from_file
-
-    def recording_load(path: bytes, params: object) -> object:
-        seen.append(bool(params.use_extra_bufts))  # type: ignore[attr-defined]
-        return load(path, params)
-
+    seen = params_passed(monkeypatch, "llama_model_load_from_file", "use_extra_bufts")
     monkeypatch.setattr("spec_cli.backend.llama_cpp.amx_compiled", lambda: amx)
-    monkeypatch.setattr(llama_cpp, "llama_model_load_from_file", recording_load)
     monkeypatch.setenv("SPEC_LLAMA_AMX", allowed)
     LlamaCppBackend(tiny_model, LoadOptions(n_ctx=64, n_threads=THREADS)).close()
     assert seen == [extra]
@@ -154,17 +162,10 @@ def test_flash_attention_is_off_on_the_cpu_and_llama_cpps_choice_on_a_gpu(
         llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED: "disabled",
         llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO: "auto",
     }
-    seen: list[str] = []
-    init = llama_cpp.llama_init_from_model
-
-    def recording_init(model: object, params: object) -> object:
-        seen.append(kinds.get(params.flash_attn_type, "enabled"))  # type: ignore[attr-defined]
-        return init(model, params)
-
-    monkeypatch.setattr(llama_cpp, "llama_init_from_model", recording_init)
+    seen = params_passed(monkeypatch, "llama_init_from_model", "flash_attn_type")
     options = LoadOptions(n_ctx=64, n_threads=THREADS, n_gpu_layers=gpu_layers)
     LlamaCppBackend(tiny_model, options).close()
-    assert seen == [flash_attn]
+    assert [kinds.get(v, "enabled") for v in seen] == [flash_attn]
 
 
 def test_eval_returns_only_the_last_rows(backend: LlamaCppBackend) -> None:
