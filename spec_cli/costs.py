@@ -11,8 +11,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import numpy as np
+import numpy.typing as npt
 
 from spec_cli.backend.base import Backend
 
@@ -67,6 +69,50 @@ class CostModel:
                 best_k, best = k, value
         return best_k, best
 
+    def best_split(self, accept: Sequence[float]) -> tuple[int, int, float]:
+        """(tokens to draft now, tokens planned, expected speed) of the best plan for a
+        cheap draft whose token i is accepted with probability `accept[i]` given those
+        before it.
+
+        A plan of K tokens either sends them all in this call, or sends the first j now
+        and leaves token j + 1 to the target: every call emits one token of its own,
+        which checks the doubtful token for free, and only if it agrees does the next
+        call send the rest. Splitting at a doubtful token that precedes confident ones
+        pays: the long tail is verified only once it is likely to be wanted, and
+        re-planning each step splits again where needed. Either way the plan emits the
+        same tokens on average (those up to the first wrong one, and one more), so plans
+        compare by expected tokens per unit of expected cost, plain decoding included.
+        """
+        n = len(accept)
+        cost = self._curve(n + 1)  # cost[m - 1]: a call over m tokens
+        plain = 1.0 / float(cost[0])
+        if n == 0:
+            return 0, 0, plain
+        alive = np.cumprod(accept)  # P(tokens 0..i all right)
+        tokens = 1.0 + np.cumsum(alive)  # [K - 1]: expected tokens of a K-token plan
+        whole = tokens / cost[1:]
+        k = int(np.argmax(whole))
+        best = (k + 1, k + 1, float(whole[k])) if whole[k] > plain else (0, 0, plain)
+        # split[j, K - 1]: send j now (j < K); with token j + 1 confirmed, K - j - 1 next.
+        later, invalid = _split_grid(n)
+        split = tokens[None, :] / (cost[:n, None] + alive[:, None] * cost[later])
+        split[invalid] = 0.0
+        j, planned = divmod(int(np.argmax(split)), n)
+        if split[j, planned] > best[2]:
+            best = (j, planned + 1, float(split[j, planned]))
+        return best
+
+    def _curve(self, n: int) -> npt.NDArray[np.float64]:
+        """verify_cost(1..n) as an array (kept for the usual lengths: planning runs
+        every step)."""
+        if n > MAX_BATCH + 1:
+            return np.array([self.verify_cost(m) for m in range(1, n + 1)])
+        return self._usual_curve[:n]
+
+    @cached_property
+    def _usual_curve(self) -> npt.NDArray[np.float64]:
+        return np.array([self.verify_cost(m) for m in range(1, MAX_BATCH + 2)])
+
     def break_even(self, max_len: int) -> float:
         """The first drafted token's acceptance below which no draft of up to `max_len`
         tokens pays, however sure the tokens after it are: with them always accepted,
@@ -79,6 +125,15 @@ class CostModel:
     def ceiling(self, max_len: int = MAX_BATCH - 1) -> tuple[int, float]:
         """(length, speedup) of a perfect drafter (always right, free) at its best length."""
         return self.best_length([1.0] * max_len)
+
+
+@lru_cache(maxsize=8)
+def _split_grid(n: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """For plans of up to n tokens split after j of them ([j, K - 1]): the size of the
+    second call's draft (K - j - 1), and where j >= K (no such plan)."""
+    j = np.arange(n)[:, None]
+    planned = np.arange(1, n + 1)[None, :]
+    return np.maximum(planned - j - 1, 0), planned <= j
 
 
 def _interpolate(sizes: Sequence[int], times: Sequence[float], upto: int) -> tuple[float, ...]:

@@ -422,3 +422,39 @@ def test_the_draft_model_drafts_nothing_once_the_text_holds_an_id_it_lacks() -> 
     drafter = ModelDrafter(FakeBackend(cycle_rule()), vocab_limit=VOCAB + 2)
     assert drafter.draft([3, VOCAB + 1, 4], 4, SamplingParams(), RNG0).tokens == []
     assert drafter.draft([3, 4], 4, SamplingParams(), RNG0).tokens == [5, 6, 7, 8]
+
+
+class _DoubtAt:
+    """Proposes 16 tokens, all sure but token `doubtful`, 60% likely by its own account."""
+
+    name = "doubt"
+
+    def __init__(self, doubtful: int) -> None:
+        self.doubtful = doubtful
+
+    def draft(self, context: Sequence[int], max_len: int, *_: object) -> Draft:
+        n = min(max_len, 16)
+        sure = [i != self.doubtful for i in range(n)]
+        return Draft(
+            [3] * n,
+            [None] * n,
+            [0.999 if ok else 0.6 for ok in sure],
+            self.name,
+            [int(ok) for ok in sure],
+        )
+
+
+@pytest.mark.parametrize(
+    ("costs", "doubtful", "sent"),
+    [(MODERATE, 0, 0), (MODERATE, 2, 2), (BANDWIDTH_BOUND, 0, 16)],
+)
+def test_a_doubtful_token_ahead_of_sure_ones_is_checked_by_the_targets_own_token(
+    costs: CostModel, doubtful: int, sent: int
+) -> None:
+    """Every target call emits one token of its own, so a draft that stops right before
+    a doubtful token has it checked for free, and only if it is right is the sure rest
+    sent on the next step. That pays when a second token in a call costs 0.4 of one;
+    at 0.05, the whole draft goes at once."""
+    auto = AutoDrafter([_DoubtAt(doubtful)], costs, learn_costs=False)  # type: ignore[list-item]
+    draft = auto.draft([1, 2], 16, SamplingParams(), RNG0)
+    assert len(draft) == sent

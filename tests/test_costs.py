@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fakes import FakeBackend
 
@@ -212,3 +213,54 @@ def test_a_hand_edited_calibration_is_measured_again(
     path.write_text(json.dumps(data))
     assert calibration.load_or_measure(target, None, "test") == good
     assert measure.calls == 2
+
+
+def _plans(costs: CostModel, accept: list[float]) -> list[tuple[int, int, float]]:
+    """Every plan by hand: (draft now, planned, expected tokens / expected cost)."""
+    alive = [float(np.prod(accept[: i + 1])) for i in range(len(accept))]
+    plans = [(0, 0, 1.0 / costs.verify_cost(1))]
+    for planned in range(1, len(accept) + 1):
+        tokens = 1.0 + sum(alive[:planned])
+        plans.append((planned, planned, tokens / costs.verify_cost(planned + 1)))
+        for now in range(planned):
+            later = costs.verify_cost(planned - now)  # the rest, after token `now` checks
+            cost = costs.verify_cost(now + 1) + alive[now] * later
+            plans.append((now, planned, tokens / cost))
+    return plans
+
+
+def test_best_split_is_the_best_of_every_plan() -> None:
+    """Against plans enumerated by hand, on random acceptance chains and cost curves."""
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        accept = list(rng.uniform(0.0, 1.0, int(rng.integers(0, 20))) ** rng.uniform(0.1, 2))
+        slope = float(rng.uniform(0.0, 1.0))
+        costs = CostModel(tuple(1.0 + slope * i for i in range(MAX_BATCH)))
+        now, planned, value = costs.best_split(accept)
+        assert value == pytest.approx(max(v for _, _, v in _plans(costs, accept)))
+        assert value >= costs.best_length(accept)[1] - 1e-12
+        assert 0 <= now <= planned <= len(accept)
+
+
+def test_a_doubtful_token_before_sure_ones_is_left_to_the_target() -> None:
+    """With a second token costing 0.4 of a call, a 50% token ahead of 15 sure ones: all
+    16 now gives 9 / 7 = 1.29 tokens a unit of cost; none now, and the 15 once the
+    target's own token has confirmed the first, gives 9 / (1 + 0.5 x 7) = 2.
+    When a second token costs only 0.05, sending all 16 is best."""
+    moderate = CostModel(tuple(1.0 + 0.4 * i for i in range(MAX_BATCH)))
+    accept = [0.5] + [1.0] * 15
+    assert moderate.best_length(accept)[0] == 16
+    now, planned, value = moderate.best_split(accept)
+    assert (now, planned) == (0, 16)
+    assert value == pytest.approx(2.0)
+    sure_then_doubtful = [1.0, 1.0, 0.5] + [1.0] * 13
+    assert moderate.best_split(sure_then_doubtful)[:2] == (2, 16)
+    bandwidth_bound = CostModel(tuple(1.0 + 0.05 * i for i in range(MAX_BATCH)))
+    assert bandwidth_bound.best_split(accept)[:2] == (16, 16)
+
+
+def test_a_sure_draft_is_never_split() -> None:
+    """Splitting adds a call's fixed cost; with nothing doubtful it buys nothing."""
+    for costs in (FLAT, LINEAR, CostModel(_interpolate([1, 8, 33], [1.0, 2.0, 8.0], MAX_BATCH))):
+        now, planned, _ = costs.best_split([1.0] * 16)
+        assert now == planned

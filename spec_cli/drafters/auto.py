@@ -48,10 +48,12 @@ class AutoDrafter:
     """Cost-aware drafter chain.
 
     Cheap drafters (prompt lookup, n-grams) propose every step; their tokens' acceptance
-    is estimated from what was accepted before, and each proposal is cut to the length
-    that maximizes expected tokens per unit of verify cost. Every proposal, chosen or
-    not, is then checked against the tokens the target emitted, so each drafter learns
-    from every step, including steps that drafted nothing. The draft model runs only
+    is estimated from what was accepted before, and each proposal is cut where the best
+    plan under the verify-cost curve says: all of it, or only the part before a doubtful
+    token, which the target's own next token then checks for free (CostModel.best_split).
+    Every proposal, chosen or not, is then checked against the tokens the target
+    emitted, so each drafter learns from every step, including steps that drafted
+    nothing. The draft model runs only
     when its expected gain beats the best cheap proposal, and stops drafting as soon as
     one more token is not worth its cost. Choosing length 0 is plain decoding.
     """
@@ -171,8 +173,8 @@ class AutoDrafter:
                         break
                     length = min(max_len, FIRST_LOOK)
                     continue
-                k, value = self.costs.best_length(est)
-                if k < length or len(cand) < length or length == max_len:
+                k, planned, value = self.costs.best_split(est)
+                if planned < length or len(cand) < length or length == max_len:
                     break
                 length = max_len
             if not cand.tokens:
@@ -180,8 +182,11 @@ class AutoDrafter:
             if len(cand) == length < max_len:
                 self._cut[len(self._candidates)] = drafter, max_len
             self._candidates.append(cand)
-            if k > 0 and value > best_value:
-                best_value, best = value, cand.truncated(k)
+            if value > best_value:
+                # The best plan may send nothing now: the target's own next token checks
+                # the doubtful first one.
+                best_value = value
+                best = cand.truncated(k) if k > 0 else Draft(source=self.name)
         return best_value, best
 
     def _model_draft(
