@@ -425,12 +425,15 @@ def test_the_draft_model_drafts_nothing_once_the_text_holds_an_id_it_lacks() -> 
 
 
 class _DoubtAt:
-    """Proposes 16 tokens, all sure but token `doubtful`, 60% likely by its own account."""
+    """Proposes 16 tokens, all sure but token `doubtful`, 60% likely by its own account;
+    its estimates say how a token was found (as prompt lookup's do), or where in the
+    draft it lies (as the n-gram drafter's do)."""
 
     name = "doubt"
 
-    def __init__(self, doubtful: int) -> None:
+    def __init__(self, doubtful: int, by_how_found: bool = True) -> None:
         self.doubtful = doubtful
+        self.by_how_found = by_how_found
 
     def draft(self, context: Sequence[int], max_len: int, *_: object) -> Draft:
         n = min(max_len, 16)
@@ -441,6 +444,7 @@ class _DoubtAt:
             [0.999 if ok else 0.6 for ok in sure],
             self.name,
             [int(ok) for ok in sure],
+            self.by_how_found,
         )
 
 
@@ -458,3 +462,15 @@ def test_a_doubtful_token_ahead_of_sure_ones_is_checked_by_the_targets_own_token
     auto = AutoDrafter([_DoubtAt(doubtful)], costs, learn_costs=False)  # type: ignore[list-item]
     draft = auto.draft([1, 2], 16, SamplingParams(), RNG0)
     assert len(draft) == sent
+
+
+def test_estimates_by_draft_position_are_not_split_before_a_doubtful_token() -> None:
+    """Once the target confirms the doubtful token, estimates by position would judge
+    the rest from position 0 again, and could stop before it again, step after step:
+    such a proposal is cut where the best single call says, never left to the target
+    (the same proposal judged by how its tokens were found sends nothing, above)."""
+    by_position = _DoubtAt(0, by_how_found=False)
+    auto = AutoDrafter([by_position], MODERATE, learn_costs=False)  # type: ignore[list-item]
+    draft = auto.draft([1, 2], 16, SamplingParams(), RNG0)
+    est = auto.acceptance.estimate(draft, caution=MODERATE.verify_cost(2) - 1.0)
+    assert len(draft) == MODERATE.best_length(est)[0] > 0

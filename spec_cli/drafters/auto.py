@@ -48,14 +48,14 @@ class AutoDrafter:
     """Cost-aware drafter chain.
 
     Cheap drafters (prompt lookup, n-grams) propose every step; their tokens' acceptance
-    is estimated from what was accepted before, and each proposal is cut where the best
-    plan under the verify-cost curve says: all of it, or only the part before a doubtful
-    token, which the target's own next token then checks for free (CostModel.best_split).
-    Every proposal, chosen or not, is then checked against the tokens the target
-    emitted, so each drafter learns from every step, including steps that drafted
-    nothing. The draft model runs only
-    when its expected gain beats the best cheap proposal, and stops drafting as soon as
-    one more token is not worth its cost. Choosing length 0 is plain decoding.
+    is estimated from what was accepted before, and each proposal is cut to the length
+    that maximizes expected tokens per unit of verify cost; a copy may also stop right
+    before a doubtful token, which the target's own next token then checks for free
+    (see _plan). Every proposal, chosen or not, is then checked against the tokens the
+    target emitted, so each drafter learns from every step, including steps that drafted
+    nothing. The draft model runs only when its expected gain beats the best cheap
+    proposal, and stops drafting as soon as one more token is not worth its cost.
+    Choosing length 0 is plain decoding.
     """
 
     name = "auto"
@@ -173,7 +173,7 @@ class AutoDrafter:
                         break
                     length = min(max_len, FIRST_LOOK)
                     continue
-                k, planned, value = self.costs.best_split(est)
+                k, planned, value = self._plan(cand, est)
                 if planned < length or len(cand) < length or length == max_len:
                     break
                 length = max_len
@@ -188,6 +188,21 @@ class AutoDrafter:
                 best_value = value
                 best = cand.truncated(k) if k > 0 else Draft(source=self.name)
         return best_value, best
+
+    def _plan(self, cand: Draft, est: list[float]) -> tuple[int, int, float]:
+        """(tokens to send now, tokens planned, value) for a cheap proposal.
+
+        Stopping before a doubtful token, for the target's own token to check it, pays
+        only if the rest is then judged as it is now. That holds when a token's estimate
+        says how it was found, not where in the draft it lies (prompt lookup: how long
+        the text has agreed with the copied place, which grows as tokens are confirmed).
+        Estimates by draft position would judge the rest anew from position 0, often
+        lower, and stop before it again, step after step.
+        """
+        if cand.features_cover_position:
+            return self.costs.best_split(est)
+        k, value = self.costs.best_length(est)
+        return k, k, value
 
     def _model_draft(
         self,
