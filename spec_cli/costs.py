@@ -127,7 +127,7 @@ class CostModel:
         return self.best_length([1.0] * max_len)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=64)
 def _split_grid(n: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
     """For plans of up to n tokens split after j of them ([j, K - 1]): the size of the
     second call's draft (K - j - 1), and where j >= K (no such plan)."""

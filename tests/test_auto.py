@@ -87,16 +87,18 @@ def test_a_perfect_draft_model_is_used_long_on_cheap_verification() -> None:
 
 
 class _SpentModel:
-    """A draft model whose every draft is four tokens, each right about 60% of the time."""
+    """A draft model whose every draft is four tokens, each right about `rate` of the
+    time."""
 
     name = ModelDrafter.name
     should_continue = None
 
-    def __init__(self) -> None:
+    def __init__(self, rate: float = 0.6) -> None:
         self.step_seconds: list[float] = []
+        self.rate = rate
 
     def draft(self, context: Sequence[int], max_len: int, *_: object) -> Draft:
-        return Draft([5, 6, 7, 8], [None] * 4, [0.6] * 4, self.name, [0] * 4)
+        return Draft([5, 6, 7, 8], [None] * 4, [self.rate] * 4, self.name, [0] * 4)
 
 
 def test_a_model_draft_already_paid_for_is_verified_when_that_beats_drafting_nothing() -> None:
@@ -109,8 +111,21 @@ def test_a_model_draft_already_paid_for_is_verified_when_that_beats_drafting_not
     auto = AutoDrafter([], costs, _SpentModel(), learn_costs=False)  # type: ignore[arg-type]
     auto._sampling = SamplingParams()
     nothing = Draft(source=auto.name)
-    chosen = auto._model_draft([1, 2, 3], 4, False, 1.0, nothing)
+    chosen = auto._model_draft([1, 2, 3], 4, False, 1.0, nothing, 1.0)
     assert chosen.source == ModelDrafter.name and len(chosen) == 3
+
+
+def test_a_spent_model_draft_is_weighed_against_the_cheap_plans_whole_cost() -> None:
+    """A cheap plan that sends nothing now and the rest after the target's check is worth
+    2 tokens a unit over an expected 4.5 units. With the model's 2 units spent it is
+    worth 2 x 4.5 / 6.5 = 1.38; the model's four 95%-likely tokens, 4.52 / 4.6 = 0.98,
+    lose to it. Priced as one plain call (2 x 1 / 3 = 0.67), the plan would have lost."""
+    costs = CostModel(MODERATE.verify, 0.5)
+    auto = AutoDrafter([], costs, _SpentModel(0.95), learn_costs=False)  # type: ignore[arg-type]
+    auto._sampling = SamplingParams()
+    deferred = Draft(source=auto.name)
+    assert auto._model_draft([1, 2, 3], 4, False, 2.0, deferred, 4.5) is deferred
+    assert auto._model_draft([1, 2, 3], 4, False, 2.0, deferred, 1.0).source == ModelDrafter.name
 
 
 def test_compute_bound_target_is_left_to_plain_decoding() -> None:
@@ -450,7 +465,7 @@ class _DoubtAt:
 
 @pytest.mark.parametrize(
     ("costs", "doubtful", "sent"),
-    [(MODERATE, 0, 0), (MODERATE, 2, 2), (BANDWIDTH_BOUND, 0, 16)],
+    [(MODERATE, 0, 0), (BANDWIDTH_BOUND, 0, 16)],
 )
 def test_a_doubtful_token_ahead_of_sure_ones_is_checked_by_the_targets_own_token(
     costs: CostModel, doubtful: int, sent: int

@@ -244,7 +244,7 @@ def test_best_split_is_the_best_of_every_plan() -> None:
 
 def test_a_doubtful_token_before_sure_ones_is_left_to_the_target() -> None:
     """With a second token costing 0.4 of a call, a 50% token ahead of 15 sure ones: all
-    16 now gives 9 / 7 = 1.29 tokens a unit of cost; none now, and the 15 once the
+    16 now gives 9 / 7.4 = 1.22 tokens a unit of cost; none now, and the 15 once the
     target's own token has confirmed the first, gives 9 / (1 + 0.5 x 7) = 2.
     When a second token costs only 0.05, sending all 16 is best."""
     moderate = CostModel(tuple(1.0 + 0.4 * i for i in range(MAX_BATCH)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,6 +43,17 @@ WARMUP_STEPS = 6
 WARMUP_RATE = 0.95
 WARMUP_LEN = 4
 WARMUP_TOKENS = 12
+
+
+class _Plan(NamedTuple):
+    """How to use a cheap proposal: send `now` tokens of the `planned` (the rest on the
+    next step, once the target's own token has checked the one in between); its value
+    in tokens per unit of cost, and its expected cost."""
+
+    now: int
+    planned: int
+    value: float
+    cost: float
 
 
 class AutoDrafter:
@@ -126,7 +138,7 @@ class AutoDrafter:
         self._cut = {}
         self._start = len(context)
         self._sampling, self._rng = sampling, rng
-        best_value, best = self._best_cheap(context, max_len, sampling, rng)
+        best_value, best, best_cost = self._best_cheap(context, max_len, sampling, rng)
         # Warming up forces drafting, never reading: the prompt, or text cheap drafters
         # produced, is read only when the catch-up rule says it pays.
         lag = self.model.pending(context) if self.model is not None else 0
@@ -135,7 +147,7 @@ class AutoDrafter:
         if self.model is not None and (
             warming or self._model_worth_it(context, lag, best_value, max_len)
         ):
-            best = self._model_draft(context, max_len, may_warm, best_value, best)
+            best = self._model_draft(context, max_len, may_warm, best_value, best, best_cost)
         else:
             self._since_model += 1
         self._batch = len(best) + 1
@@ -148,10 +160,12 @@ class AutoDrafter:
         max_len: int,
         sampling: SamplingParams,
         rng: np.random.Generator,
-    ) -> tuple[float, Draft]:
-        """The cheap drafters' best draft and its value (tokens per call), or an empty
-        draft valued as plain decoding; every proposal becomes a candidate to learn from."""
-        best_value = 1.0 / self.costs.verify_cost(1)
+    ) -> tuple[float, Draft, float]:
+        """The cheap drafters' best draft, its plan's value (tokens per unit of cost) and
+        expected cost, or an empty draft valued as plain decoding; every proposal becomes
+        a candidate to learn from."""
+        best_cost = self.costs.verify_cost(1)
+        best_value = 1.0 / best_cost
         best = Draft(source=self.name)
         # Cheap guesses start from hopeful priors: judge them the more cautiously the
         # more a wrong token costs (a second token in a call: ~1x more on a compute-bound
@@ -168,13 +182,13 @@ class AutoDrafter:
                 est = self.acceptance.estimate(cand, floor=NEGLIGIBLE, caution=caution)
                 if length == 1 and max_len > 1:
                     # Whatever follows, a first token this unlikely rules out drafting.
-                    k, value = 0, 0.0
+                    plan = _Plan(0, 0, 0.0, 1.0)
                     if not est or est[0] <= hopeless:
                         break
                     length = min(max_len, FIRST_LOOK)
                     continue
-                k, planned, value = self._plan(cand, est)
-                if planned < length or len(cand) < length or length == max_len:
+                plan = self._plan(cand, est)
+                if plan.planned < length or len(cand) < length or length == max_len:
                     break
                 length = max_len
             if not cand.tokens:
@@ -182,15 +196,15 @@ class AutoDrafter:
             if len(cand) == length < max_len:
                 self._cut[len(self._candidates)] = drafter, max_len
             self._candidates.append(cand)
-            if value > best_value:
+            if plan.value > best_value:
                 # The best plan may send nothing now: the target's own next token checks
                 # the doubtful first one.
-                best_value = value
-                best = cand.truncated(k) if k > 0 else Draft(source=self.name)
-        return best_value, best
+                best_value, best_cost = plan.value, plan.cost
+                best = cand.truncated(plan.now) if plan.now > 0 else Draft(source=self.name)
+        return best_value, best, best_cost
 
-    def _plan(self, cand: Draft, est: list[float]) -> tuple[int, int, float]:
-        """(tokens to send now, tokens planned, value) for a cheap proposal.
+    def _plan(self, cand: Draft, est: list[float]) -> _Plan:
+        """The best plan for a cheap proposal.
 
         Stopping before a doubtful token, for the target's own token to check it, pays
         only if the rest is then judged as it is now. That holds when a token's estimate
@@ -200,9 +214,12 @@ class AutoDrafter:
         lower, and stop before it again, step after step.
         """
         if cand.features_cover_position:
-            return self.costs.best_split(est)
-        k, value = self.costs.best_length(est)
-        return k, k, value
+            now, planned, value = self.costs.best_split(est)
+        else:
+            now, value = self.costs.best_length(est)
+            planned = now
+        tokens = 1.0 + float(np.sum(np.cumprod(est[:planned])))
+        return _Plan(now, planned, value, tokens / value)
 
     def _model_draft(
         self,
@@ -211,8 +228,10 @@ class AutoDrafter:
         may_warm: bool,
         best_value: float,
         best: Draft,
+        best_cost: float,
     ) -> Draft:
-        """Run the draft model; its draft if it beats `best` (worth `best_value`)."""
+        """Run the draft model; its draft if it beats `best` (worth `best_value`, at an
+        expected cost of `best_cost`)."""
         assert self.model is not None
         self._max_len = max_len
         cand = self.model.draft(context, max_len, self._sampling, self._rng)
@@ -241,9 +260,8 @@ class AutoDrafter:
         # The model's tokens are paid for whichever draft goes, and best_length counts
         # them: the other draft's value must count them too, or a model draft that
         # beats it is thrown away with its cost already spent.
-        other_cost = self.costs.verify_cost(len(best) + 1)
         spent = self.costs.draft_token * len(cand)
-        other_value = best_value * other_cost / (other_cost + spent)
+        other_value = best_value * best_cost / (best_cost + spent)
         return cand.truncated(k) if k > 0 and value > other_value else best
 
     def _break_even(self, max_len: int) -> float:
