@@ -230,12 +230,13 @@ def _plans(costs: CostModel, accept: list[float]) -> list[tuple[int, int, float]
 
 
 def test_best_split_is_the_best_of_every_plan() -> None:
-    """Against plans enumerated by hand, on random acceptance chains and cost curves."""
+    """Against plans enumerated by hand, on random acceptance chains (some longer than
+    the measured curve) and cost curves from flat to steeper than linear."""
     rng = np.random.default_rng(7)
     for _ in range(300):
-        accept = list(rng.uniform(0.0, 1.0, int(rng.integers(0, 20))) ** rng.uniform(0.1, 2))
-        slope = float(rng.uniform(0.0, 1.0))
-        costs = CostModel(tuple(1.0 + slope * i for i in range(MAX_BATCH)))
+        accept = list(rng.uniform(0.0, 1.0, int(rng.integers(0, 40))) ** rng.uniform(0.1, 2))
+        slope, bend = float(rng.uniform(0.0, 1.0)), float(rng.uniform(0.5, 1.2))
+        costs = CostModel(tuple(1.0 + slope * i**bend for i in range(MAX_BATCH)))
         now, planned, value = costs.best_split(accept)
         assert value == pytest.approx(max(v for _, _, v in _plans(costs, accept)))
         assert value >= costs.best_length(accept)[1] - 1e-12
