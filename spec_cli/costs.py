@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +23,17 @@ MAX_BATCH = 33  # one pending token plus up to 32 drafts
 PROBE_CONTEXT = 192  # tokens already cached when timing (a typical prompt's worth)
 _PROBE_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 33)
 DRAFT_PROBE = 32  # tokens of the draft model's long call (catching up on a copy)
+
+
+class Plan(NamedTuple):
+    """How to use a draft: send `now` of its `planned` tokens (the rest on the next step,
+    once the target's own token has checked the one in between); its value in expected
+    tokens per unit of cost, and its expected cost."""
+
+    now: int
+    planned: int
+    value: float
+    cost: float
 
 
 @dataclass(frozen=True)
@@ -69,10 +81,9 @@ class CostModel:
                 best_k, best = k, value
         return best_k, best
 
-    def best_split(self, accept: Sequence[float]) -> tuple[int, int, float]:
-        """(tokens to draft now, tokens planned, expected speed) of the best plan for a
-        cheap draft whose token i is accepted with probability `accept[i]` given those
-        before it.
+    def best_split(self, accept: Sequence[float]) -> Plan:
+        """The best plan for a cheap draft whose token i is accepted with probability
+        `accept[i]` given those before it.
 
         A plan of K tokens either sends them all in this call, or sends the first j now
         and leaves token j + 1 to the target: every call emits one token of its own,
@@ -85,21 +96,24 @@ class CostModel:
         """
         n = len(accept)
         cost = self._curve(n + 1)  # cost[m - 1]: a call over m tokens
-        plain = 1.0 / float(cost[0])
+        plain = Plan(0, 0, 1.0 / float(cost[0]), float(cost[0]))
         if n == 0:
-            return 0, 0, plain
+            return plain
         alive = np.cumprod(accept)  # P(tokens 0..i all right)
         tokens = 1.0 + np.cumsum(alive)  # [K - 1]: expected tokens of a K-token plan
         whole = tokens / cost[1:]
         k = int(np.argmax(whole))
-        best = (k + 1, k + 1, float(whole[k])) if whole[k] > plain else (0, 0, plain)
-        # split[j, K - 1]: send j now (j < K); with token j + 1 confirmed, K - j - 1 next.
+        best = Plan(k + 1, k + 1, float(whole[k]), float(cost[k + 1]))
+        if best.value <= plain.value:
+            best = plain
+        # [j, K - 1]: send j now (j < K); with token j + 1 confirmed, K - j - 1 next.
         later, invalid = _split_grid(n)
-        split = tokens[None, :] / (cost[:n, None] + alive[:, None] * cost[later])
+        split_cost = cost[:n, None] + alive[:, None] * cost[later]
+        split = tokens[None, :] / split_cost
         split[invalid] = 0.0
         j, planned = divmod(int(np.argmax(split)), n)
-        if split[j, planned] > best[2]:
-            best = (j, planned + 1, float(split[j, planned]))
+        if split[j, planned] > best.value:
+            best = Plan(j, planned + 1, float(split[j, planned]), float(split_cost[j, planned]))
         return best
 
     def _curve(self, n: int) -> npt.NDArray[np.float64]:

@@ -237,10 +237,13 @@ def test_best_split_is_the_best_of_every_plan() -> None:
         accept = list(rng.uniform(0.0, 1.0, int(rng.integers(0, 40))) ** rng.uniform(0.1, 2))
         slope, bend = float(rng.uniform(0.0, 1.0)), float(rng.uniform(0.5, 1.2))
         costs = CostModel(tuple(1.0 + slope * i**bend for i in range(MAX_BATCH)))
-        now, planned, value = costs.best_split(accept)
-        assert value == pytest.approx(max(v for _, _, v in _plans(costs, accept)))
-        assert value >= costs.best_length(accept)[1] - 1e-12
-        assert 0 <= now <= planned <= len(accept)
+        plan = costs.best_split(accept)
+        assert plan.value == pytest.approx(max(v for _, _, v in _plans(costs, accept)))
+        assert plan.value >= costs.best_length(accept)[1] - 1e-12
+        assert 0 <= plan.now <= plan.planned <= len(accept)
+        # Its cost is what its expected tokens cost at that value.
+        tokens = 1.0 + float(np.sum(np.cumprod(accept[: plan.planned])))
+        assert plan.cost == pytest.approx(tokens / plan.value)
 
 
 def test_a_doubtful_token_before_sure_ones_is_left_to_the_target() -> None:
@@ -251,9 +254,10 @@ def test_a_doubtful_token_before_sure_ones_is_left_to_the_target() -> None:
     moderate = CostModel(tuple(1.0 + 0.4 * i for i in range(MAX_BATCH)))
     accept = [0.5] + [1.0] * 15
     assert moderate.best_length(accept)[0] == 16
-    now, planned, value = moderate.best_split(accept)
-    assert (now, planned) == (0, 16)
-    assert value == pytest.approx(2.0)
+    plan = moderate.best_split(accept)
+    assert (plan.now, plan.planned) == (0, 16)
+    assert plan.value == pytest.approx(2.0)
+    assert plan.cost == pytest.approx(4.5)
     sure_then_doubtful = [1.0, 1.0, 0.5] + [1.0] * 13
     assert moderate.best_split(sure_then_doubtful)[:2] == (2, 16)
     bandwidth_bound = CostModel(tuple(1.0 + 0.05 * i for i in range(MAX_BATCH)))
@@ -263,5 +267,5 @@ def test_a_doubtful_token_before_sure_ones_is_left_to_the_target() -> None:
 def test_a_sure_draft_is_never_split() -> None:
     """Splitting adds a call's fixed cost; with nothing doubtful it buys nothing."""
     for costs in (FLAT, LINEAR, CostModel(_interpolate([1, 8, 33], [1.0, 2.0, 8.0], MAX_BATCH))):
-        now, planned, _ = costs.best_split([1.0] * 16)
-        assert now == planned
+        plan = costs.best_split([1.0] * 16)
+        assert plan.now == plan.planned

@@ -6,12 +6,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 import numpy as np
 
 from spec_cli.acceptance import AcceptanceModel
-from spec_cli.costs import CostModel, OnlineCosts
+from spec_cli.costs import CostModel, OnlineCosts, Plan
 from spec_cli.drafters.base import Draft, Drafter, before_end
 from spec_cli.drafters.catch_up import CatchUpPolicy
 from spec_cli.drafters.model import ModelDrafter
@@ -43,17 +42,6 @@ WARMUP_STEPS = 6
 WARMUP_RATE = 0.95
 WARMUP_LEN = 4
 WARMUP_TOKENS = 12
-
-
-class _Plan(NamedTuple):
-    """How to use a cheap proposal: send `now` tokens of the `planned` (the rest on the
-    next step, once the target's own token has checked the one in between); its value
-    in tokens per unit of cost, and its expected cost."""
-
-    now: int
-    planned: int
-    value: float
-    cost: float
 
 
 class AutoDrafter:
@@ -182,7 +170,7 @@ class AutoDrafter:
                 est = self.acceptance.estimate(cand, floor=NEGLIGIBLE, caution=caution)
                 if length == 1 and max_len > 1:
                     # Whatever follows, a first token this unlikely rules out drafting.
-                    plan = _Plan(0, 0, 0.0, 1.0)
+                    plan = Plan(0, 0, 0.0, 1.0)
                     if not est or est[0] <= hopeless:
                         break
                     length = min(max_len, FIRST_LOOK)
@@ -203,7 +191,7 @@ class AutoDrafter:
                 best = cand.truncated(plan.now) if plan.now > 0 else Draft(source=self.name)
         return best_value, best, best_cost
 
-    def _plan(self, cand: Draft, est: list[float]) -> _Plan:
+    def _plan(self, cand: Draft, est: list[float]) -> Plan:
         """The best plan for a cheap proposal.
 
         Stopping before a doubtful token, for the target's own token to check it, pays
@@ -214,12 +202,9 @@ class AutoDrafter:
         lower, and stop before it again, step after step.
         """
         if cand.features_cover_position:
-            now, planned, value = self.costs.best_split(est)
-        else:
-            now, value = self.costs.best_length(est)
-            planned = now
-        tokens = 1.0 + float(np.sum(np.cumprod(est[:planned])))
-        return _Plan(now, planned, value, tokens / value)
+            return self.costs.best_split(est)
+        k, value = self.costs.best_length(est)
+        return Plan(k, k, value, self.costs.verify_cost(k + 1))
 
     def _model_draft(
         self,
