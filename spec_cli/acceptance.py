@@ -162,7 +162,8 @@ def _wanted(source: str, sources: Collection[str] | None) -> bool:
 
 def _carried(accepted: object, seen: object, weight: float) -> _Rate:
     a, s = float(accepted), float(seen)  # type: ignore[arg-type]
-    if not (0.0 <= a <= s) or s <= 0:
+    # JSON allows Infinity, which would make every rate NaN.
+    if not (0.0 <= a <= s) or s <= 0 or not math.isfinite(s):
         raise ValueError("bad rate")
     scale = min(1.0, weight / s)
     return _Rate(a * scale, s * scale)

@@ -250,7 +250,15 @@ def test_acceptance_estimates_carry_over_between_runs_at_bounded_weight() -> Non
     carried = AcceptanceModel.from_json(learned.to_json())
     assert carried.estimate(draft)[0] > 0.9 > AcceptanceModel().estimate(draft)[0]
     assert carried.checked("prompt-lookup") == CARRIED_WEIGHT
-    malformed: tuple[object, ...] = (None, [], {"source": [["x", 5, 1]]}, {"source": "zz"})
+    # JSON reads Infinity as a number, and an infinite count would make every rate NaN.
+    infinite = {"source": [["x", 1.0, float("inf")]], "feature": [], "position": []}
+    malformed: tuple[object, ...] = (
+        None,
+        [],
+        {"source": [["x", 5, 1]]},
+        {"source": "zz"},
+        infinite,
+    )
     for bad in malformed:
         assert AcceptanceModel.from_json(bad).checked("x") == 0
     only_model = AcceptanceModel.from_json(learned.to_json(), sources=["model"])
@@ -373,6 +381,11 @@ def test_proposals_are_judged_only_up_to_an_end_token() -> None:
     assert all(len(c) <= 3 for c in auto._candidates)
 
 
+def test_a_draft_model_has_nothing_to_draft_after_an_empty_context() -> None:
+    drafter = ModelDrafter(FakeBackend(cycle_rule()))
+    assert drafter.draft([], 4, SamplingParams(), RNG0).tokens == []
+
+
 def test_the_draft_model_stops_drafting_at_an_end_token() -> None:
     """cycle_rule from 10 gives 11, 12, 13, then EOS: no draft-model time is spent past it."""
     draft_backend = FakeBackend(cycle_rule())
@@ -489,3 +502,48 @@ def test_estimates_by_draft_position_are_not_split_before_a_doubtful_token() -> 
     draft = auto.draft([1, 2], 16, SamplingParams(), RNG0)
     est = auto.acceptance.estimate(draft, caution=MODERATE.verify_cost(2) - 1.0)
     assert len(draft) == MODERATE.best_length(est)[0] > 0
+
+
+def test_a_proposal_turned_down_learns_its_real_rate_when_sampling() -> None:
+    """Each emitted token, the one drawn after a rejection included, is a draw from the
+    target's distribution, so a deterministic proposal that is not chosen learns how often
+    the target would take it. Judged only when the chosen draft passed, one that differs
+    from it would be judged only when wrong, and end up trusted at 0 whatever its rate."""
+
+    def even(context: Sequence[int]) -> npt.NDArray[np.float32]:
+        row = np.full(VOCAB, -40.0, dtype=np.float32)
+        row[1] = row[2] = 0.0  # tokens 1 and 2 equally likely at every position
+        return row
+
+    ones = ScriptedDrafter(lambda c, n: [1] * n, name="ones", confidence=0.9)
+    twos = ScriptedDrafter(lambda c, n: [2] * n, name="twos", confidence=0.6)
+    auto = AutoDrafter([ones, twos], BANDWIDTH_BOUND, learn_costs=False)
+    run(FakeBackend(even, n_ctx=4096), auto, [1, 2], 600, SamplingParams(temperature=1.0))
+    for name in ("ones", "twos"):
+        assert 0.3 < auto.acceptance.mean_rate(name, 0.5) < 0.7, name
+
+
+def test_a_step_cut_short_by_ctrl_c_is_forgotten_by_the_next_generation() -> None:
+    """Chat keeps its drafter across turns: a step interrupted while the target verified
+    must not be timed (the pause until the next message is no verify call) nor have its
+    proposals judged by the next generation's text."""
+
+    class Interrupted(FakeBackend):
+        interrupt = True
+
+        def eval(self, tokens: Sequence[int], n_logits: int = 1) -> npt.NDArray[np.float32]:
+            if self.interrupt and len(tokens) > 1 and len(self.cached) >= 2:
+                self.interrupt = False
+                raise KeyboardInterrupt
+            return super().eval(tokens, n_logits)
+
+    target = Interrupted(table_rule(seed=4), n_ctx=512)
+    guess = ScriptedDrafter(lambda c, n: [5] * n, name="guess", confidence=0.99)
+    auto = AutoDrafter([guess], BANDWIDTH_BOUND)
+    with pytest.raises(KeyboardInterrupt):
+        run(target, auto, [1, 2, 3], 50)
+    learned = auto.acceptance.checked("guess")
+    # One token of budget: the engine verifies without asking for a draft.
+    run(target, auto, [7, 8, 9, 10, 11], 1)
+    assert auto.acceptance.checked("guess") == learned
+    assert not any(n > 1 for n in auto.online._seen)

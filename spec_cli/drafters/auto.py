@@ -108,6 +108,10 @@ class AutoDrafter:
 
     def begin(self, context: Sequence[int], max_new: int | None = None) -> None:
         self._end = len(context) + max_new if max_new is not None else None
+        # A step the last generation left unfinished (Ctrl-C during its verify) must
+        # neither time the pause since nor judge its proposals by the new text.
+        self._verify_started, self._candidates, self._cut = None, [], {}
+        self._model_calls, self._model_ran = 0, False
         self._catch_up.restart()
         for d in self._all():
             d.begin(context, max_new)
@@ -304,7 +308,7 @@ class AutoDrafter:
         if self._verify_started is not None:
             if self.learn_costs:
                 self.online.observe(self._batch, time.perf_counter() - self._verify_started)
-            self._learn_acceptance(context, draft, accepted)
+            self._learn_acceptance(context, draft)
         self._verify_started, self._candidates = None, []
         cost = self.costs.verify_cost(len(draft) + 1) + self.costs.draft_token * self._model_calls
         by_model = draft.source == ModelDrafter.name
@@ -313,34 +317,34 @@ class AutoDrafter:
         for d in self._all():
             d.feedback(context, draft, accepted)
 
-    def _learn_acceptance(self, context: Sequence[int], chosen: Draft, accepted: int) -> None:
+    def _learn_acceptance(self, context: Sequence[int], chosen: Draft) -> None:
         """Check each proposal against what the target emitted this step (the end of
         `context`).
 
-        Exact for the chosen draft and for any greedy run. When sampling, the token after
-        a rejection is drawn from the target's residual distribution, so other proposals
-        are not judged on it, and proposals sampled from a draft distribution are judged
-        only when chosen: matching a sample is not their acceptance.
+        When sampling, every emitted token, the one drawn after a rejection included, is
+        a draw from the target's distribution given the tokens before it (what makes
+        speculative sampling exact), so a deterministic proposal is judged on all of them:
+        leaving out the token after a rejection would judge the proposals that differ from
+        the chosen draft only when they are wrong. Proposals sampled from a draft
+        distribution are judged only when chosen: matching a sample is not their
+        acceptance.
         """
         emitted = context[self._start :]
         greedy = self._sampling.greedy
         for index, cand in enumerate(self._candidates):
-            is_chosen = cand.source == chosen.source
             sampled = any(q is not None for q in cand.probs)
-            if not greedy and sampled and not is_chosen:
+            if not greedy and sampled and cand.source != chosen.source:
                 continue
-            fair = greedy or is_chosen or accepted == len(chosen)
-            truth = emitted if fair else emitted[:-1]
-            m = _agreeing(cand.tokens, truth)
-            if m == len(cand) < len(truth) and index in self._cut:
+            m = _agreeing(cand.tokens, emitted)
+            if m == len(cand) < len(emitted) and index in self._cut:
                 # Right as far as it was drafted and checked further: the full proposal
                 # has a verdict on more tokens (long copies learn to be trusted).
                 drafter, full = self._cut[index]
                 redrafted = drafter.draft(context[: self._start], full, self._sampling, self._rng)
                 cand = before_end(redrafted, self._is_end)
-                m = _agreeing(cand.tokens, truth, m)
+                m = _agreeing(cand.tokens, emitted, m)
             # A proposal longer than what was checked has no verdict past that point.
-            self.acceptance.record(cand, m, censored=m == len(truth))
+            self.acceptance.record(cand, m, censored=m == len(emitted))
 
     def close(self) -> None:
         for d in self._all():

@@ -85,7 +85,7 @@ class ModelDrafter:
         rng: np.random.Generator,
     ) -> Draft:
         out = Draft(source=self.name)
-        if max_len <= 0 or len(context) + max_len > self.backend.n_ctx:
+        if max_len <= 0 or not context or len(context) + max_len > self.backend.n_ctx:
             return out
         if self.vocab_limit > self.backend.n_vocab and max(context) >= self.backend.n_vocab:
             return out  # the text holds an id only the target has: the draft cannot read it
