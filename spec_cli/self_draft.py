@@ -7,6 +7,7 @@ and agrees with it on most tokens, so it drafts without a second model to find.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import shutil
@@ -134,7 +135,7 @@ def self_draft(target: str, kind: str, notify: Callable[[str], None]) -> str:
             if _usable(out):
                 return str(out)
             # Left by a run killed outright: nobody else writes while we hold the lock.
-            for stale in out.parent.glob(f".{out.name}.*.partial"):
+            for stale in out.parent.glob(f".{glob.escape(out.name)}.*.partial"):
                 if stale != tmp:
                     stale.unlink(missing_ok=True)
             hint = " or set SPEC_CACHE_DIR to another disk"

@@ -352,8 +352,8 @@ def _note_useless_settings(
         )
     if options.threads and options.gpu_layers == 0 and options.threads > physical_cores():
         notify(
-            f"--threads {options.threads} is more than this machine's {physical_cores()} physical "
-            "cores: CPU decoding usually gets slower, not faster"
+            f"--threads {options.threads} is more than the {physical_cores()} physical cores this "
+            "process may use: CPU decoding usually gets slower, not faster"
         )
 
 

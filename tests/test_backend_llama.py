@@ -430,3 +430,17 @@ def test_the_default_context_never_exceeds_what_the_model_was_trained_on(
         sizes[asked] = (b.n_ctx, b.n_ctx_train)
         b.close()
     assert sizes == {None: (512, 512), 0: (512, 512), 1024: (1024, 512)}
+
+
+def test_the_default_thread_count_stays_within_the_cpus_the_process_may_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under taskset or a container's CPU set, more threads than usable CPUs only spin."""
+    from spec_cli.backend import llama_cpp as backend
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    backend.physical_cores.cache_clear()
+    try:
+        assert backend.physical_cores() == 1
+    finally:
+        backend.physical_cores.cache_clear()

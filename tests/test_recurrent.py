@@ -99,6 +99,58 @@ def test_drafts_rejected_on_a_recurrent_target_still_give_the_plain_output(
     assert tokens_of(mamba, NoDrafter(), prompt) == plain
 
 
+def test_ctrl_c_mid_answer_leaves_a_recurrent_cache_ready_for_the_next_turn(
+    mamba: LlamaCppBackend, tiny_mamba: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C is raised as llama_decode returns, after the state took the batch in; the
+    state cannot drop it again, so the backend must count it. The chat's next turn then
+    gives what a fresh model gives."""
+    import llama_cpp
+
+    mamba.truncate(0)
+    prompt = mamba.tokenize(PROMPT)
+    real = llama_cpp.llama_decode
+    calls = {"n": 0}
+
+    def interrupted_on_the_fifth(ctx: object, batch: object) -> int:
+        rc = real(ctx, batch)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return int(rc)
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", interrupted_on_the_fifth)
+    answer = []
+    with pytest.raises(KeyboardInterrupt):
+        for event in generate(
+            mamba, NoDrafter(), prompt, GenerationConfig(12), np.random.default_rng(0)
+        ):
+            if isinstance(event, TokenEvent):
+                answer.append(event.token)
+    monkeypatch.setattr(llama_cpp, "llama_decode", real)
+    follow_up = [*prompt, *answer, *mamba.tokenize(" and more", add_bos=False)]
+    fresh = LlamaCppBackend(tiny_mamba, LoadOptions(n_ctx=256, n_threads=1))
+    try:
+        assert tokens_of(mamba, NoDrafter(), follow_up) == tokens_of(fresh, NoDrafter(), follow_up)
+    finally:
+        fresh.close()
+
+
+def test_a_recurrent_state_ahead_of_what_is_tracked_is_read_again(
+    mamba: LlamaCppBackend,
+) -> None:
+    """Were a batch to go in untracked anyway, the next evaluation reads the text again
+    rather than continuing from a state that holds more than the text."""
+    mamba.truncate(0)
+    prompt = mamba.tokenize(PROMPT)
+    mamba.eval(prompt, 1)
+    del mamba._cached[-3:]  # the state holds three tokens the backend lost count of
+    got = np.array(mamba.eval(prompt[-3:], 1))
+    assert list(mamba.cached) == prompt
+    mamba.truncate(0)
+    assert np.allclose(got, np.array(mamba.eval(prompt, 1)), atol=1e-4)
+
+
 def test_sync_cache_rereads_everything_when_the_rollback_emptied_the_cache() -> None:
     fake = FakeBackend(can_roll_back=False)
     sync_cache(fake, [3, 4, 5, 6])

@@ -135,3 +135,22 @@ def test_a_copy_that_cannot_fit_is_refused_before_quantizing(
     with pytest.raises(ModelError, match=r"not enough free space .* SPEC_CACHE_DIR"):
         self_draft(tiny_model, "q8_0", lambda _: None)
     assert not any(p.suffix in (".gguf", ".partial") for p in (tmp_path / "cache").rglob("*"))
+
+
+def test_a_partial_copy_left_behind_is_cleared_whatever_the_models_name(
+    tiny_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name with glob characters must not hide a killed run's partial file."""
+    import shutil
+
+    from spec_cli.self_draft import copy_path
+
+    monkeypatch.setenv("SPEC_CACHE_DIR", str(tmp_path / "cache"))
+    target = tmp_path / "tiny[1].gguf"
+    shutil.copyfile(tiny_model, target)
+    out = copy_path(str(target), "q4_k_m")
+    out.parent.mkdir(parents=True)
+    stale = out.with_name(f".{out.name}.999999.partial")
+    stale.write_bytes(b"x" * 100)
+    assert self_draft(str(target), "q4_k_m", lambda note: None) == str(out)
+    assert out.exists() and not stale.exists()

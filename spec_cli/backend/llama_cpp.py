@@ -61,7 +61,8 @@ def extra_buffers_allowed() -> bool:
 
 @functools.cache
 def physical_cores() -> int:
-    """Physical core count (llama.cpp's default thread count), falling back to logical."""
+    """Physical core count (llama.cpp's default thread count), falling back to logical,
+    and no more than the CPUs this process may use."""
     try:
         seen = set()
         phys = core = None
@@ -74,10 +75,18 @@ def physical_cores() -> int:
                 core = val.strip()
                 seen.add((phys, core))
         if seen:
-            return len(seen)
+            return min(len(seen), _usable_cpus())
     except OSError:
         pass
-    return max(1, os.cpu_count() or 1)
+    return _usable_cpus()
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (taskset, a container's CPU set), or all of them."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 MIN_CONTEXT = 64  # >= the largest verify batch (costs.MAX_BATCH)
@@ -278,8 +287,13 @@ class LlamaCppBackend:
             # Keep every requested row in the last llama_decode call.
             self.eval(tokens[: n - n_logits], 0)
             return self.eval(tokens[n - n_logits :], n_logits)
-        # Drop anything an interrupted call may have left beyond what we track.
-        lc.llama_memory_seq_rm(self._mem, 0, len(self._cached), -1)
+        # Drop anything an interrupted call may have left beyond what we track. A
+        # recurrent state cannot drop part of itself: it is read again from the start.
+        if not lc.llama_memory_seq_rm(self._mem, 0, len(self._cached), -1):
+            known = [*self._cached, *tokens]
+            lc.llama_memory_seq_rm(self._mem, 0, -1, -1)
+            self._cached.clear()
+            return self.eval(known, n_logits)
         batch = self._batch
         start = 0
         while start < n:
@@ -293,7 +307,14 @@ class LlamaCppBackend:
                 batch.seq_id[i][0] = 0
                 batch.logits[i] = j >= n - n_logits
             batch.n_tokens = chunk
-            rc = lc.llama_decode(self._ctx, batch)
+            try:
+                rc = lc.llama_decode(self._ctx, batch)
+            except BaseException:
+                # Ctrl-C is raised as the call returns: a batch that went in is tracked,
+                # or a recurrent state would hold tokens nobody knows of.
+                if lc.llama_memory_seq_pos_max(self._mem, 0) + 1 == pos0 + chunk:
+                    self._cached.extend(tokens[start : start + chunk])
+                raise
             if rc != 0:
                 # Leave the cache as it was before this chunk.
                 lc.llama_memory_seq_rm(self._mem, 0, pos0, -1)
