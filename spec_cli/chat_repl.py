@@ -154,10 +154,12 @@ class ChatRepl:
         settings: ChatSettings,
         terminal: ChatTerminal,
         ngram_cache: str | None = None,
+        terminated: Callable[[], bool] = lambda: False,
     ) -> None:
         import numpy as np
 
         settings.validate()
+        self.terminated = terminated  # SIGTERM: stop the answer, then quit
         self.session = session
         self.conv = conversation
         self.failed = 0  # messages and commands that ended in an error
@@ -208,7 +210,11 @@ class ChatRepl:
                 self.failed += 1
                 self.term.error(str(e))
             except KeyboardInterrupt:
+                if self.terminated():
+                    return
                 self.term.note("interrupted")
+            if self.terminated():  # it came while an answer ran, which kept its text
+                return
 
     def answer(self, text: str) -> None:
         """Stream the model's answer to `text` and record the exchange."""

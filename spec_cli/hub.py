@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 from spec_cli.config import Catalog, Preset, load_catalog
-from spec_cli.errors import ModelError, UsageError
+from spec_cli.errors import ModelError, SpecError, UsageError
 from spec_cli.hfcache import HfFile, Notify
 
 DEFAULT_MODEL = "default"
@@ -104,6 +104,23 @@ def resolve(reference: str | None, *, notify: Notify | None = None) -> str:
         return default_model_path()
     if not Path(reference).expanduser().exists() and not _looks_like_path(reference):
         raise _unknown(reference)
+    return str(Path(reference).expanduser())
+
+
+def on_disk(reference: str | None) -> str | None:
+    """The local file a --model/--draft value names, found without downloading (None when
+    it is not on this machine, or for an hf: reference): for files a command must never
+    write over."""
+    if reference is not None and reference.startswith("hf:"):
+        return None
+    try:
+        preset = find_preset(reference)
+        if preset is not None:
+            return resolve_preset(preset, download=False)
+        if reference is None:
+            return default_model_path()
+    except SpecError:  # missing or damaged: nothing there to protect
+        return None
     return str(Path(reference).expanduser())
 
 

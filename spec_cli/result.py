@@ -33,8 +33,8 @@ def consume(
     result = Result()
     try:
         for event in events:
-            if handle is not None:
-                handle(event)
+            # Kept before it is shown: a Ctrl-C while showing it must not leave the
+            # result without a token whose text it already holds back (see _held_back).
             if isinstance(event, TokenEvent):
                 parts.append(event.text)
                 if event.token >= 0:
@@ -44,9 +44,16 @@ def consume(
                 result.finish_reason = event.reason
                 if event.unsaid:
                     del result.tokens[-event.unsaid :]
-    except KeyboardInterrupt:
+            if handle is not None:
+                handle(event)
+    except KeyboardInterrupt as stop:
         result.finish_reason = "interrupted"
+        tail = _held_back(events, stop)
         _close(events)
+        if tail:  # the text of tokens the result already holds
+            parts.append(tail)
+            if handle is not None:
+                handle(FinishEvent("interrupted", tail=tail))
     except BaseException:
         # A failing consumer (a closed pipe) must close the generator now, while its
         # backend is still open: left to the garbage collector, its cleanup would touch
@@ -60,6 +67,21 @@ def consume(
         stats.generated_tokens = len(result.tokens)
     result.text = "".join(parts)
     return result
+
+
+def _held_back(events: Iterator[Event], stop: KeyboardInterrupt) -> str:
+    """Text the stream held back when Ctrl-C came (see stream_text). An interrupt that
+    came while the stream waited for us is passed into it, to the same end."""
+    held = getattr(stop, "held_back", None)
+    throw = getattr(events, "throw", None)
+    if held is None and throw is not None:
+        try:
+            throw(KeyboardInterrupt())
+        except KeyboardInterrupt as again:
+            held = getattr(again, "held_back", None)
+        except StopIteration:  # the stream ended on it: nothing held back
+            held = None
+    return held if isinstance(held, str) else ""
 
 
 def _close(events: Iterator[Event]) -> None:

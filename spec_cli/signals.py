@@ -9,18 +9,27 @@ from contextlib import contextmanager
 from types import FrameType
 
 
+class Received:
+    """Whether SIGTERM came: a loop that goes on after Ctrl-C (chat) must end on it."""
+
+    sigterm = False
+
+
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[Received]:
+    received = Received()
+
     def handler(signum: int, frame: FrameType | None) -> None:
+        received.sigterm = True
         raise KeyboardInterrupt
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread
-        yield
+        yield received
         return
     try:
-        yield
+        yield received
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -69,6 +69,11 @@ def stream_text(
                 return
             else:
                 yield event
+    except KeyboardInterrupt as stop:
+        # What was generated is kept: text held back as a possible stop string's start
+        # leaves with the interrupt, for the consumer to show and keep (see consume).
+        stop.held_back = pending + decoder.decode(b"", final=True)  # type: ignore[attr-defined]
+        raise
     finally:
         close = getattr(events, "close", None)
         if close is not None:

@@ -243,11 +243,12 @@ def test_a_category_named_all_is_refused(
     )
 
 
-@pytest.mark.parametrize("read", ["model", "ngram"])
+@pytest.mark.parametrize("read", ["model", "preset", "ngram"])
 def test_outputs_never_overwrite_the_model_or_cache_read(
     env: dict[str, str], tiny_model: str, tmp_path: Path, read: str
 ) -> None:
-    """--force replaces earlier outputs, never a file the run reads."""
+    """--force replaces earlier outputs, never a file the run reads, whether the model
+    is given by path or by a preset's name."""
     import shutil
 
     model = tmp_path / "victim.gguf"
@@ -256,6 +257,11 @@ def test_outputs_never_overwrite_the_model_or_cache_read(
     suite = tmp_path / "s.jsonl"
     suite.write_text(json.dumps({"id": "a", "category": "qa", "turns": ["hi"]}) + "\n")
     args = tiny_args(str(suite), str(model), "-n", "2")
+    if read == "preset":
+        config = Path(env["SPEC_CONFIG_DIR"])
+        config.mkdir(parents=True, exist_ok=True)
+        (config / "models.toml").write_text(f'[models.victim]\npath = "{model}"\n')
+        args = tiny_args(str(suite), "victim", "-n", "2")
     target = model
     if read == "ngram":
         target = tmp_path / "cache.npz"

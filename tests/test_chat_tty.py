@@ -142,6 +142,25 @@ def test_ctrl_c_stops_the_answer_keeps_it_and_returns_to_the_prompt(tmp_path: Pa
     assert len(messages[1]["content"].split()) >= 3  # the part shown was kept
 
 
+@pytest.mark.real
+@pytest.mark.parametrize("mid_answer", [True, False], ids=["answering", "at the prompt"])
+def test_sigterm_ends_the_chat_with_exit_130(tmp_path: Path, mid_answer: bool) -> None:
+    """Unlike Ctrl-C, which stops only the answer, SIGTERM ends the chat: exit 130, no
+    traceback, whether it comes while the model answers or while it waits for a line."""
+    import signal
+
+    child = spawn(["-n", "2000", "--drafter", "prompt-lookup"], tmp_path)
+    if mid_answer:
+        child.sendline("Write a very long story about a dragon and a knight.")
+        child.expect(r"knight\.[^\n]*\n")
+        child.expect(r"[A-Za-z]+ [A-Za-z]+ [A-Za-z]+")  # the answer is streaming
+    child.kill(signal.SIGTERM)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130 and child.signalstatus is None
+    assert "Traceback" not in (child.before or "")
+
+
 def piped_chat(home: Path, args: list[str], lines: str) -> subprocess.CompletedProcess[str]:
     """`spec chat ARGS` reading `lines` from a pipe."""
     return subprocess.run(

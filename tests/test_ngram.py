@@ -260,6 +260,18 @@ def test_spec_ngram_build_never_overwrites_a_corpus_and_asks_before_replacing(
     same = build(corpus, "--force")
     assert same.returncode == 2 and "is one of the files read" in same.stderr
     assert corpus.read_text(encoding="utf-8") == "some words to count\n"
+    # The model is read too, and so is a corpus file given as standard input.
+    model = Path(tiny_model).read_bytes()
+    over_model = build(Path(tiny_model), "--force")
+    assert over_model.returncode == 2 and "is one of the files read" in over_model.stderr
+    assert Path(tiny_model).read_bytes() == model
+    with corpus.open("rb") as stdin:
+        piped = subprocess.run(
+            [*spec_command(), "ngram", "build", "-", "-o", str(corpus), "-m", tiny_model, "-f"],
+            stdin=stdin, capture_output=True, text=True, env=env, timeout=60,
+        )  # fmt: skip
+    assert piped.returncode == 2 and "is one of the files read" in piped.stderr
+    assert corpus.read_text(encoding="utf-8") == "some words to count\n"
     cache = tmp_path / "c.npz"
     assert build(cache).returncode == 0
     again = build(cache)

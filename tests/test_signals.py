@@ -229,3 +229,35 @@ def test_bench_ctrl_c_while_measuring_the_machine_still_writes_the_report(
     doc = json.loads(capsys.readouterr().out)
     assert doc["interrupted"] is True
     assert doc["results"] == []
+
+
+def test_ctrl_c_while_the_models_load_still_prints_the_json(
+    tiny_model: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Interrupted before anything was generated (here: loading the models), --json still
+    prints its object, with no tokens and finish_reason "interrupted", and exits 130."""
+    import sys
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    import spec_cli.session
+    from spec_cli.cli import main
+
+    @contextmanager
+    def interrupted_load(*args: object, **kwargs: object) -> Iterator[None]:
+        raise KeyboardInterrupt
+        yield  # a generator, as a context manager must be
+
+    monkeypatch.setattr(spec_cli.session, "open_session", interrupted_load)
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(PROMPT, encoding="utf-8")
+    monkeypatch.setattr(sys, "argv", ["spec", "run", str(prompt), "-m", tiny_model, "--json"])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 130
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["finish_reason"] == "interrupted"
+    assert (payload["text"], payload["tokens"], payload["model"]) == ("", [], tiny_model)

@@ -99,6 +99,39 @@ def test_held_back_text_is_released_as_the_tail_when_generation_ends() -> None:
     assert out[-1] == FinishEvent("length", (1, 2), tail="b")
 
 
+def test_ctrl_c_keeps_the_text_held_back_as_a_possible_stop_string() -> None:
+    """Ctrl-C while the engine works on the next token: "b" could begin the stop string
+    "bx", so its text was held back, yet its token is in the result; its text must be
+    too, and shown."""
+
+    def interrupted() -> Iterator[Event]:
+        yield TokenEvent(1, Origin.TARGET)
+        yield TokenEvent(2, Origin.TARGET)
+        raise KeyboardInterrupt
+
+    shown: list[Event] = []
+    result = consume(stream_text(interrupted(), token_bytes, stops=["bx"]), shown.append)
+    assert result.finish_reason == "interrupted"
+    assert (result.text, result.tokens) == ("ab", [1, 2])
+    assert streamed(shown) == "ab"
+
+
+def test_ctrl_c_in_the_consumer_also_keeps_the_held_back_text() -> None:
+    """The same when Ctrl-C lands while the consumer shows a token (the stream waits)."""
+    stream = stream_text(events_for([1, 2, 3]), token_bytes, stops=["bx"])
+    shown: list[Event] = []
+
+    def show(event: Event) -> None:
+        shown.append(event)
+        if isinstance(event, TokenEvent) and event.token == 2:
+            raise KeyboardInterrupt
+
+    result = consume(stream, show)
+    assert result.finish_reason == "interrupted"
+    assert (result.text, result.tokens) == ("ab", [1, 2])
+    assert streamed(shown) == "ab"
+
+
 def test_stop_string_inside_one_token_and_multibyte_stop() -> None:
     out = list(stream_text(events_for([1, 11, 1]), token_bytes, stops=["x"]))
     assert streamed(out) == "a"

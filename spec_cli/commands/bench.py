@@ -94,6 +94,7 @@ def bench(
 
     from rich.console import Console
 
+    from spec_cli import hub
     from spec_cli.bench import machine
     from spec_cli.bench.outputs import OutputFiles
     from spec_cli.bench.plan import header, parse_methods
@@ -115,15 +116,14 @@ def bench(
         raise UsageError(str(e)) from None
     chosen, added_baseline = parse_methods(methods, draft is not None)
     if draft is not None and not {"model", "auto"} & set(chosen):
-        from spec_cli import hub
-
         hub.note(f"--draft is not used by methods {', '.join(chosen)}: not loading it")
         draft = None
     loaded = load_suite(suite)
     if category:
         loaded = loaded.only(category)
     # Files read, never to be written over: the suite, models and n-gram cache.
-    inputs = [p for p in (model, draft, ngram_cache) if p is not None]
+    models = [hub.on_disk(model), hub.on_disk(draft) if draft is not None else None]
+    inputs = [p for p in (*models, ngram_cache) if p is not None]
     inputs += [suite] if suite not in BUILTIN else []
     files = OutputFiles(json_out, csv_out, plot, force=force, inputs=inputs)
     settings = BenchSettings(

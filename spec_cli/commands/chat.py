@@ -41,11 +41,14 @@ def chat(
 
     Type /help in the chat for commands. Ctrl-C stops an answer; Ctrl-D quits.
     """
+    import sys
+
     from spec_cli.chat_repl import COMMANDS, ChatRepl, ChatSettings
     from spec_cli.conversation import Conversation
     from spec_cli.errors import SpecError, UsageError
     from spec_cli.render.chat import ChatTerminal
     from spec_cli.session import ModelOptions, open_session
+    from spec_cli.signals import sigterm_as_interrupt
 
     if color not in ("auto", "always", "never"):
         raise UsageError(f"--color must be auto, always or never, not {color!r}")
@@ -85,7 +88,7 @@ def chat(
         draft_gpu_layers,
         auto_draft=drafter in ("auto", "model"),  # only these use a draft model
     )
-    with open_session(opts) as session:
+    with sigterm_as_interrupt() as received, open_session(opts) as session:
         if not session.has_chat_template():
             raise UsageError(
                 f"{Path(session.model_path).name} has no chat template, so it cannot hold a "
@@ -98,7 +101,9 @@ def chat(
             conversation.load(load)
             if system:
                 conversation.set_system(system)  # --system wins over the file's
-        repl = ChatRepl(session, conversation, settings, terminal, ngram_cache)
+        repl = ChatRepl(
+            session, conversation, settings, terminal, ngram_cache, lambda: received.sigterm
+        )
         try:
             terminal.banner(
                 f"spec chat · {Path(session.model_path).name}"
@@ -116,6 +121,8 @@ def chat(
             repl.run()
         finally:
             repl.close()
+        if received.sigterm:
+            sys.exit(130)
         if repl.failed and not terminal.interactive:
             # Each error was shown as it happened; a script must also see that some failed.
             raise SpecError(f"{repl.failed} of the piped messages and commands failed")

@@ -43,7 +43,11 @@ def build(
 
     if files.count("-") > 1:
         raise UsageError("standard input (-) can be read only once")
-    written = check_output(output, force=force, inputs=[f for f in files if f != "-"])
+    # Never written over: the corpus files, the model, and stdin when it is a file.
+    inputs = [f for f in files if f != "-"] + [m for m in [hub.on_disk(model)] if m]
+    if "-" in files:
+        inputs.append("/dev/stdin")
+    written = check_output(output, force=force, inputs=inputs)
     tokenizer = LlamaCppBackend(hub.resolve(model), LoadOptions(vocab_only=True))
     counts = NgramCounts()
     n_tokens = 0

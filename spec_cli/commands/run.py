@@ -83,45 +83,72 @@ def run(
 
         hub.note(f"--ngram-cache is not used by --drafter {drafter}: only auto and ngram read it")
     opts = ModelOptions(model, draft, ctx_size, threads, gpu_layers, draft_gpu_layers, auto_draft)
-    with sigterm_as_interrupt(), open_session(opts) as session:
-        prompt = session.prompt(text, system, raw)
-        check_fits(session.target, prompt)  # before the drafter's calibration
-        if max_tokens == o.UNLIMITED:
-            max_tokens = session.target.n_ctx - len(prompt)
-        gen_stats = GenerationStats()
+    gen_stats = GenerationStats()
+    result, reported = Result(), False
+    paths: tuple[str, str | None] | None = None  # the models', once loaded
+    try:
+        with sigterm_as_interrupt(), open_session(opts) as session:
+            paths = session.model_path, session.draft_path
+            prompt = session.prompt(text, system, raw)
+            check_fits(session.target, prompt)  # before the drafter's calibration
+            if max_tokens == o.UNLIMITED:
+                max_tokens = session.target.n_ctx - len(prompt)
 
-        def report(result: Result) -> None:
-            gen_stats.wall_seconds = time.perf_counter() - started
-            finish_report(
-                result,
+            def report(result: Result) -> None:
+                nonlocal reported
+                reported = True
+                gen_stats.wall_seconds = time.perf_counter() - started
+                finish_report(
+                    result,
+                    gen_stats,
+                    model=session.model_path,
+                    draft_model=session.draft_path,
+                    drafter=drafter,
+                    json_out=json_out,
+                    show_stats=stats,
+                )
+
+            try:
+                active = session.make_drafter(drafter, ngram_cache=ngram_cache)
+            except KeyboardInterrupt:
+                # Stopped while a first run measured this machine: nothing generated yet.
+                gen_stats.prompt_tokens = len(prompt)
+                report(Result())
+                sys.exit(130)
+            renderer = make_renderer(color, json_out)
+            events = session.stream(
+                prompt,
+                active,
+                GenerationConfig(max_tokens, sampling, draft_max, seed),
+                np.random.default_rng(seed),
                 gen_stats,
-                model=session.model_path,
-                draft_model=session.draft_path,
-                drafter=drafter,
-                json_out=json_out,
-                show_stats=stats,
+                stop or (),
             )
+            result = consume(events, renderer.handle if renderer else None, gen_stats)
+            if renderer:
+                renderer.close()
+            report(result)
+            active.close()  # saves what it learned: after the answer is out, which comes first
+    except KeyboardInterrupt:
+        if reported:
+            raise
+        # Stopped before the report (loading the models, reading the prompt): --json still
+        # says what there is.
+        from spec_cli import hub
 
-        try:
-            active = session.make_drafter(drafter, ngram_cache=ngram_cache)
-        except KeyboardInterrupt:
-            # Stopped while a first run measured this machine: nothing generated yet.
-            gen_stats.prompt_tokens = len(prompt)
-            report(Result())
-            sys.exit(130)
-        renderer = make_renderer(color, json_out)
-        events = session.stream(
-            prompt,
-            active,
-            GenerationConfig(max_tokens, sampling, draft_max, seed),
-            np.random.default_rng(seed),
+        if paths is None:
+            paths = hub.on_disk(model) or model or "", draft and (hub.on_disk(draft) or draft)
+        result.finish_reason = "interrupted"
+        gen_stats.wall_seconds = time.perf_counter() - started
+        finish_report(
+            result,
             gen_stats,
-            stop or (),
+            model=paths[0],
+            draft_model=paths[1],
+            drafter=drafter,
+            json_out=json_out,
+            show_stats=stats,
         )
-        result = consume(events, renderer.handle if renderer else None, gen_stats)
-        if renderer:
-            renderer.close()
-        report(result)
-        active.close()  # saves what it learned: after the answer is out, which comes first
+        sys.exit(130)
     if result.finish_reason == "interrupted":
         sys.exit(130)
