@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -370,9 +370,12 @@ def test_closing_early_leaves_the_cache_on_the_yielded_tokens(name: str, stop_af
 
 
 @pytest.mark.parametrize("interrupt_at", [1, 4, 9])
-def test_an_interrupt_before_a_token_is_received_leaves_it_uncounted(interrupt_at: int) -> None:
-    """Ctrl-C or SIGTERM can land after the engine counted a token but before the consumer
-    took it: the stats count only the tokens the result holds."""
+def test_an_interrupt_while_a_token_is_shown_counts_what_the_result_holds(
+    interrupt_at: int,
+) -> None:
+    """Ctrl-C or SIGTERM can land while the consumer shows a token: the result keeps it
+    (its text may be held back for a stop string, and the result keeps that text), and
+    the stats count exactly the tokens the result holds."""
     target = FakeBackend()
     stats = GenerationStats()
     gen = generate(
@@ -389,6 +392,31 @@ def test_an_interrupt_before_a_token_is_received_leaves_it_uncounted(interrupt_a
                 raise KeyboardInterrupt
 
     result = consume(gen, handle, stats)
+    assert result.finish_reason == "interrupted"
+    assert len(result.tokens) == stats.generated_tokens == interrupt_at
+
+
+@pytest.mark.parametrize("interrupt_at", [1, 4, 9])
+def test_an_interrupt_before_a_token_is_received_leaves_it_uncounted(interrupt_at: int) -> None:
+    """Ctrl-C can also land after the engine counted a token but before the consumer took
+    it: the stats count only the tokens the result holds."""
+    target = FakeBackend()
+    stats = GenerationStats()
+    gen = generate(
+        target, ScriptedDrafter(oracle_script(target)), PROMPT, GenerationConfig(40, GREEDY, 6),
+        np.random.default_rng(0), stats,
+    )  # fmt: skip
+
+    def cut_short() -> Iterator[Event]:
+        sent = 0
+        for event in gen:
+            if isinstance(event, TokenEvent):
+                sent += 1
+                if sent == interrupt_at:  # counted by the engine, never handed over
+                    raise KeyboardInterrupt
+            yield event
+
+    result = consume(cut_short(), None, stats)
     assert result.finish_reason == "interrupted"
     assert len(result.tokens) == stats.generated_tokens == interrupt_at - 1
 
