@@ -16,11 +16,14 @@ class Received:
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[Received]:
+def sigterm_as_interrupt(handled: Callable[[], bool] | None = None) -> Iterator[Received]:
+    """SIGTERM raises KeyboardInterrupt, unless `handled()` dealt with it (said True)."""
     received = Received()
 
     def handler(signum: int, frame: FrameType | None) -> None:
         received.sigterm = True
+        if handled is not None and handled():
+            return
         raise KeyboardInterrupt
 
     try:

@@ -88,7 +88,7 @@ def chat(
         draft_gpu_layers,
         auto_draft=drafter in ("auto", "model"),  # only these use a draft model
     )
-    with sigterm_as_interrupt() as received, open_session(opts) as session:
+    with sigterm_as_interrupt(terminal.stop_reading) as received, open_session(opts) as session:
         if not session.has_chat_template():
             raise UsageError(
                 f"{Path(session.model_path).name} has no chat template, so it cannot hold a "

@@ -83,6 +83,16 @@ class ChatTerminal:
             return None
         return text
 
+    def stop_reading(self) -> bool:
+        """End a prompt that waits for a line as Ctrl-D would (for SIGTERM); whether one
+        was waiting. An exception raised inside prompt_toolkit's loop would print its
+        traceback, so the loop is asked to end, from its own thread's queue."""
+        app = getattr(self._prompt, "app", None)
+        if app is None or not app.is_running or app.loop is None:
+            return False
+        app.loop.call_soon_threadsafe(lambda: app.exit(exception=EOFError()))
+        return True
+
     def _make_prompt(self) -> Any:
         from prompt_toolkit import PromptSession
         from prompt_toolkit.completion import WordCompleter
