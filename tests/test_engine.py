@@ -369,6 +369,15 @@ def test_closing_early_leaves_the_cache_on_the_yielded_tokens(name: str, stop_af
     assert seen + more.tokens == greedy_reference(target, PROMPT, stop_after + 10)
 
 
+def _copying_run(stats: GenerationStats) -> Iterator[Event]:
+    """A 40-token run whose drafts are always right, counted in `stats`."""
+    target = FakeBackend()
+    return generate(
+        target, ScriptedDrafter(oracle_script(target)), PROMPT, GenerationConfig(40, GREEDY, 6),
+        np.random.default_rng(0), stats,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("interrupt_at", [1, 4, 9])
 def test_an_interrupt_while_a_token_is_shown_counts_what_the_result_holds(
     interrupt_at: int,
@@ -376,12 +385,8 @@ def test_an_interrupt_while_a_token_is_shown_counts_what_the_result_holds(
     """Ctrl-C or SIGTERM can land while the consumer shows a token: the result keeps it
     (its text may be held back for a stop string, and the result keeps that text), and
     the stats count exactly the tokens the result holds."""
-    target = FakeBackend()
     stats = GenerationStats()
-    gen = generate(
-        target, ScriptedDrafter(oracle_script(target)), PROMPT, GenerationConfig(40, GREEDY, 6),
-        np.random.default_rng(0), stats,
-    )  # fmt: skip
+    gen = _copying_run(stats)
     received = 0
 
     def handle(event: Event) -> None:
@@ -400,12 +405,8 @@ def test_an_interrupt_while_a_token_is_shown_counts_what_the_result_holds(
 def test_an_interrupt_before_a_token_is_received_leaves_it_uncounted(interrupt_at: int) -> None:
     """Ctrl-C can also land after the engine counted a token but before the consumer took
     it: the stats count only the tokens the result holds."""
-    target = FakeBackend()
     stats = GenerationStats()
-    gen = generate(
-        target, ScriptedDrafter(oracle_script(target)), PROMPT, GenerationConfig(40, GREEDY, 6),
-        np.random.default_rng(0), stats,
-    )  # fmt: skip
+    gen = _copying_run(stats)
 
     def cut_short() -> Iterator[Event]:
         sent = 0
