@@ -210,10 +210,9 @@ class ChatRepl:
                 self.failed += 1
                 self.term.error(str(e))
             except KeyboardInterrupt:
-                if self.terminated():
-                    return
-                self.term.note("interrupted")
-            if self.terminated():  # it came while an answer ran, which kept its text
+                if not self.terminated():
+                    self.term.note("interrupted")
+            if self.terminated():  # SIGTERM, at the prompt or while an answer ran
                 return
 
     def answer(self, text: str) -> None:

@@ -80,7 +80,7 @@ def _held_back(events: Iterator[Event], stop: KeyboardInterrupt) -> str:
         except KeyboardInterrupt as again:
             held = getattr(again, "held_back", None)
         except StopIteration:  # the stream ended on it: nothing held back
-            held = None
+            pass
     return held if isinstance(held, str) else ""
 
 

@@ -44,9 +44,10 @@ def build(
     if files.count("-") > 1:
         raise UsageError("standard input (-) can be read only once")
     # Never written over: the corpus files, the model, and stdin when it is a file.
-    inputs = [f for f in files if f != "-"] + [m for m in [hub.on_disk(model)] if m]
-    if "-" in files:
-        inputs.append("/dev/stdin")
+    inputs = [f if f != "-" else "/dev/stdin" for f in files]
+    model_file = hub.on_disk(model)
+    if model_file is not None:
+        inputs.append(model_file)
     written = check_output(output, force=force, inputs=inputs)
     tokenizer = LlamaCppBackend(hub.resolve(model), LoadOptions(vocab_only=True))
     counts = NgramCounts()

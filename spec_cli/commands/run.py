@@ -86,35 +86,31 @@ def run(
     gen_stats = GenerationStats()
     result, reported = Result(), False
     paths: tuple[str, str | None] | None = None  # the models', once loaded
+
+    def report(result: Result) -> None:
+        nonlocal reported
+        reported = True
+        gen_stats.wall_seconds = time.perf_counter() - started
+        model_path, draft_path = paths or _named(model, draft)
+        finish_report(
+            result,
+            gen_stats,
+            model=model_path,
+            draft_model=draft_path,
+            drafter=drafter,
+            json_out=json_out,
+            show_stats=stats,
+        )
+
     try:
         with sigterm_as_interrupt(), open_session(opts) as session:
             paths = session.model_path, session.draft_path
             prompt = session.prompt(text, system, raw)
+            gen_stats.prompt_tokens = len(prompt)
             check_fits(session.target, prompt)  # before the drafter's calibration
             if max_tokens == o.UNLIMITED:
                 max_tokens = session.target.n_ctx - len(prompt)
-
-            def report(result: Result) -> None:
-                nonlocal reported
-                reported = True
-                gen_stats.wall_seconds = time.perf_counter() - started
-                finish_report(
-                    result,
-                    gen_stats,
-                    model=session.model_path,
-                    draft_model=session.draft_path,
-                    drafter=drafter,
-                    json_out=json_out,
-                    show_stats=stats,
-                )
-
-            try:
-                active = session.make_drafter(drafter, ngram_cache=ngram_cache)
-            except KeyboardInterrupt:
-                # Stopped while a first run measured this machine: nothing generated yet.
-                gen_stats.prompt_tokens = len(prompt)
-                report(Result())
-                sys.exit(130)
+            active = session.make_drafter(drafter, ngram_cache=ngram_cache)
             renderer = make_renderer(color, json_out)
             events = session.stream(
                 prompt,
@@ -132,23 +128,17 @@ def run(
     except KeyboardInterrupt:
         if reported:
             raise
-        # Stopped before the report (loading the models, reading the prompt): --json still
-        # says what there is.
-        from spec_cli import hub
-
-        if paths is None:
-            paths = hub.on_disk(model) or model or "", draft and (hub.on_disk(draft) or draft)
+        # Stopped before the report (loading the models, reading the prompt, a first run
+        # measuring this machine): --json still says what there is.
         result.finish_reason = "interrupted"
-        gen_stats.wall_seconds = time.perf_counter() - started
-        finish_report(
-            result,
-            gen_stats,
-            model=paths[0],
-            draft_model=paths[1],
-            drafter=drafter,
-            json_out=json_out,
-            show_stats=stats,
-        )
+        report(result)
         sys.exit(130)
     if result.finish_reason == "interrupted":
         sys.exit(130)
+
+
+def _named(model: str | None, draft: str | None) -> tuple[str, str | None]:
+    """The model files --model and --draft name, found without loading or downloading."""
+    from spec_cli import hub
+
+    return hub.on_disk(model) or model or "", draft and (hub.on_disk(draft) or draft)
